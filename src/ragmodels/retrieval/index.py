@@ -1,0 +1,294 @@
+"""FAISS index kinds, chosen by name through one factory, behind one small wrapper.
+
+Kinds (every kind answers with inner-product scores, whatever its internal metric):
+  - "flat":    exact inner product (IndexFlatIP).
+  - "hnsw":    graph search. Inner product is reduced to L2 by DPR's norm-augmentation trick:
+               passages get an extra coordinate sqrt(max_norm^2 - |x|^2), queries get 0, so
+               |q' - x'|^2 = |q|^2 + max_norm^2 - 2<q, x> and the L2 order is the inner-product order.
+  - "ivf_pq":  inverted lists + product quantization (compressed; trained on a sample).
+  - "ivf_sq8": inverted lists + 8-bit scalar quantization (compressed; trained on a sample).
+Indexes built elsewhere (``datasets.Dataset.add_faiss_index``, DPR's files) are wrapped as they are; an
+index whose kind is none of the above is reported as kind "other" and still searched in one call.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+INDEX_KINDS = ("flat", "hnsw", "ivf_pq", "ivf_sq8")
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """Build and search parameters; ``None`` means "pick from the corpus size" (see ``resolve``)."""
+
+    nlist: int | None = None  # IVF: number of inverted lists (default ~4*sqrt(n), >= 39 points per list)
+    M: int = 32  # HNSW: graph degree
+    ef_construction: int = 200  # HNSW: candidate list size while building
+    ef_search: int = 128  # HNSW: candidate list size while searching
+    nprobe: int = 16  # IVF: inverted lists visited per query
+    pq_m: int | None = None  # IVF-PQ: sub-quantizers (must divide the dimension; default d/4 or below)
+    pq_nbits: int = 8  # IVF-PQ: bits per sub-quantizer code
+    max_norm: float | None = None  # HNSW: norm bound of the augmentation (default: max over the first add)
+    train_size: int = 100_000  # IVF: training sample size
+
+    def resolve(self, dimension: int, num_vectors: int | None = None) -> "IndexParams":
+        """Fill defaults that depend on the dimension and (when known) the number of vectors."""
+        nlist = self.nlist
+        if nlist is None:
+            nlist = 1024 if num_vectors is None else max(1, min(int(4 * math.sqrt(num_vectors)), num_vectors // 39))
+        pq_nbits = self.pq_nbits
+        if num_vectors is not None:
+            pq_nbits = max(1, min(pq_nbits, int(math.log2(max(num_vectors, 2)))))
+        pq_m = self.pq_m or max(m for m in range(1, max(1, dimension // 4) + 1) if dimension % m == 0)
+        return replace(self, nlist=nlist, pq_m=pq_m, pq_nbits=pq_nbits)
+
+
+PARAM_NAMES = tuple(f.name for f in fields(IndexParams))
+
+
+class FaissIndex:
+    """A FAISS index searched a whole batch at a time; scores are always inner products.
+
+    ``dimension`` is the passage-embedding size the caller sees (without the HNSW augmentation).
+    """
+
+    def __init__(self, index: faiss.Index, *, augmented: bool | None = None, max_norm: float | None = None,
+                 path: str | os.PathLike | None = None):
+        self.faiss_index = index
+        self.path = None if path is None else str(path)
+        self.kind = _kind_of(index)
+        self.metric = "ip" if index.metric_type == faiss.METRIC_INNER_PRODUCT else "l2"
+        # L2 HNSW indexes are the norm-augmented kind (ours and DPR's) unless said otherwise.
+        self.augmented = (self.kind == "hnsw" and self.metric == "l2") if augmented is None else augmented
+        self.max_norm = max_norm if max_norm is not None else self._stored_max_norm()
+
+    # -- properties -------------------------------------------------------------------------------
+    @property
+    def dimension(self) -> int:
+        return self.faiss_index.d - int(self.augmented)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.faiss_index.ntotal)
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self.faiss_index.is_trained)
+
+    def __repr__(self) -> str:
+        return f"FaissIndex(kind={self.kind!r}, dimension={self.dimension}, ntotal={self.ntotal}, path={self.path!r})"
+
+    # -- building ---------------------------------------------------------------------------------
+    def train(self, sample: np.ndarray) -> None:
+        """Train a compressed index on ``sample`` (n, d); no-op for kinds that need no training."""
+        sample = self._check_vectors(sample, "training vectors")
+        if self.augmented:
+            if self.max_norm is None:
+                self.max_norm = float(np.linalg.norm(sample, axis=1).max(initial=0.0))
+            sample = self._augment_passages(sample)
+        if not self.faiss_index.is_trained:
+            ivf = faiss.extract_index_ivf(self.faiss_index)
+            if len(sample) < ivf.nlist:
+                raise ValueError(
+                    f"Training an IVF index with nlist={ivf.nlist} needs at least {ivf.nlist} vectors, got "
+                    f"{len(sample)}; pass a smaller nlist (about 4*sqrt(number of passages)) or a larger sample."
+                )
+            self.faiss_index.train(sample)
+
+    def add(self, embeddings: np.ndarray) -> None:
+        """Append passage embeddings (n, d); their ids continue from ``ntotal``."""
+        embeddings = self._check_vectors(embeddings, "passage embeddings")
+        if not self.faiss_index.is_trained:
+            raise ValueError(f"The {self.kind} index must be trained before adding vectors; call train(sample) first.")
+        if self.augmented:
+            if self.max_norm is None:
+                self.max_norm = float(np.linalg.norm(embeddings, axis=1).max(initial=0.0))
+            embeddings = self._augment_passages(embeddings)
+        self.faiss_index.add(embeddings)
+
+    def set_search_params(self, *, ef_search: int | None = None, nprobe: int | None = None) -> None:
+        """Trade speed for recall at query time (HNSW ``ef_search``, IVF ``nprobe``)."""
+        if ef_search is not None and self.kind == "hnsw":
+            faiss.downcast_index(self.faiss_index).hnsw.efSearch = int(ef_search)
+        if nprobe is not None and self.kind in ("ivf_pq", "ivf_sq8"):
+            faiss.extract_index_ivf(self.faiss_index).nprobe = int(nprobe)
+
+    # -- querying ---------------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` for every query in ONE faiss call: scores float32 (bs, k), ids int64 (bs, k).
+
+        Missing results (fewer than ``k`` reachable vectors) have id -1 and score -inf.
+        """
+        queries = self._check_vectors(queries, "query vectors")  # (bs, d)
+        if k < 1:
+            raise ValueError(f"k must be a positive number of results, got {k}.")
+        faiss_queries = np.hstack([queries, np.zeros((len(queries), 1), np.float32)]) if self.augmented else queries
+        distances, ids = self.faiss_index.search(faiss_queries, k)  # (bs, k), (bs, k)
+        ids = ids.astype(np.int64, copy=False)
+        if self.metric == "ip":
+            scores = distances
+        elif self.augmented:  # |q'-x'|^2 = |q|^2 + max_norm^2 - 2<q,x>
+            q_sq = np.einsum("bd,bd->b", queries, queries)[:, None]  # (bs, 1)
+            scores = (q_sq + self.max_norm**2 - distances) / 2
+        else:  # plain L2 index built elsewhere: score with the stored vectors
+            scores = np.einsum("bd,bkd->bk", queries, self.reconstruct(np.maximum(ids, 0)))
+        scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
+        return scores, ids
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """Stored (for compressed kinds: decoded) embeddings of ``ids`` of any shape -> float32 (*ids.shape, d)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.ntotal):
+            raise ValueError(f"ids must lie in [0, {self.ntotal}) for this index, got range [{ids.min()}, {ids.max()}].")
+        ivf = faiss.try_extract_index_ivf(self.faiss_index)
+        if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+            ivf.make_direct_map()  # IVF files saved without one (e.g. by datasets) still reconstruct
+        flat = self.faiss_index.reconstruct_batch(ids.reshape(-1))  # (n, d[+1])
+        return flat[:, : self.dimension].reshape(*ids.shape, self.dimension).astype(np.float32, copy=False)
+
+    # -- files ------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the index through a temporary sibling file and a rename (no half-written file on failure)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+        os.close(fd)
+        try:
+            faiss.write_index(self.faiss_index, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.path = str(path)
+        return path
+
+    @classmethod
+    def read(cls, path: str | os.PathLike, *, mmap: bool = True, augmented: bool | None = None,
+             ef_search: int | None = None, nprobe: int | None = None) -> "FaissIndex":
+        """Read an index file, memory-mapped when ``mmap`` (FAISS maps flat, HNSW and IVF files)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(
+                f"No FAISS index file at {path}; build one (ragmodels index build, or "
+                "dataset.get_index('embeddings').save(path)) or point index_path at the right file."
+            )
+        index = _read_faiss(path, mmap)
+        wrapped = cls(index, augmented=augmented, path=path)
+        wrapped.set_search_params(ef_search=ef_search, nprobe=nprobe)
+        return wrapped
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _check_vectors(self, vectors: np.ndarray, what: str) -> np.ndarray:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
+            raise ValueError(
+                f"{what} must have shape (n, {self.dimension}) to match the index dimension {self.dimension}"
+                f"{'' if self.path is None else f' of {self.path}'}, got shape {vectors.shape}."
+            )
+        return vectors
+
+    def _augment_passages(self, embeddings: np.ndarray) -> np.ndarray:
+        """(n, d) -> (n, d+1) with the extra coordinate sqrt(max_norm^2 - |x|^2)."""
+        sq_norms = np.einsum("nd,nd->n", embeddings, embeddings)  # (n,)
+        if sq_norms.size and sq_norms.max() > self.max_norm**2 * (1 + 1e-5):
+            raise ValueError(
+                f"A passage embedding has norm {math.sqrt(sq_norms.max()):.4g} above the index's max_norm "
+                f"{self.max_norm:.4g}; rebuild the hnsw index over all passages, or create it with a larger max_norm."
+            )
+        extra = np.sqrt(np.maximum(self.max_norm**2 - sq_norms, 0.0))[:, None]  # (n, 1)
+        return np.hstack([embeddings, extra]).astype(np.float32)
+
+    def _stored_max_norm(self) -> float | None:
+        """For an augmented index, every stored vector has norm max_norm: read it off the first one."""
+        if not self.augmented or self.ntotal == 0:
+            return None
+        return float(np.linalg.norm(self.faiss_index.reconstruct(0)))
+
+
+def create_index(kind: str, dimension: int, **params) -> FaissIndex:
+    """An empty index of ``kind`` for ``dimension``-d embeddings (the one factory of index kinds).
+
+    ``params`` are ``IndexParams`` fields; compressed kinds need ``train(sample)`` before ``add``.
+    """
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"Unknown index kind {kind!r}; choose one of {INDEX_KINDS}.")
+    p = _params(params).resolve(dimension)
+    if kind == "flat":
+        return FaissIndex(faiss.IndexFlatIP(dimension))
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dimension + 1, p.M)  # L2 over norm-augmented vectors
+        index.hnsw.efConstruction = p.ef_construction
+        index.hnsw.efSearch = p.ef_search
+        return FaissIndex(index, augmented=True, max_norm=p.max_norm)
+    quantizer = faiss.IndexFlatIP(dimension)
+    if kind == "ivf_pq":
+        if dimension % p.pq_m:
+            raise ValueError(f"pq_m={p.pq_m} must divide the dimension {dimension}.")
+        index = faiss.IndexIVFPQ(quantizer, dimension, p.nlist, p.pq_m, p.pq_nbits, faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, dimension, p.nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+    index.nprobe = p.nprobe
+    index.set_direct_map_type(faiss.DirectMap.Array)  # reconstruct(ids) without a scan; saved with the file
+    return FaissIndex(index)
+
+
+def build_index(embeddings: np.ndarray, kind: str = "flat", *, seed: int = 0, **params) -> FaissIndex:
+    """Build an index of ``kind`` over all ``embeddings`` (n, d): defaults fitted to n, trained on a sample."""
+    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if embeddings.ndim != 2 or len(embeddings) == 0:
+        raise ValueError(f"embeddings must be a non-empty (n, d) array, got shape {embeddings.shape}.")
+    n, d = embeddings.shape
+    resolved = _params(params).resolve(d, n)
+    if kind == "hnsw" and resolved.max_norm is None:
+        resolved = replace(resolved, max_norm=float(np.linalg.norm(embeddings, axis=1).max()))
+    index = create_index(kind, d, **{f: getattr(resolved, f) for f in PARAM_NAMES})
+    sample_rows = np.random.default_rng(seed).permutation(n)[: resolved.train_size]
+    index.train(embeddings[np.sort(sample_rows)])
+    index.add(embeddings)
+    return index
+
+
+def _params(params: dict) -> IndexParams:
+    unknown = set(params) - set(PARAM_NAMES)
+    if unknown:
+        raise ValueError(f"Unknown index parameters {sorted(unknown)}; known ones are {PARAM_NAMES}.")
+    return IndexParams(**params)
+
+
+def _kind_of(index: faiss.Index) -> str:
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexFlat):
+        return "flat"
+    if isinstance(index, faiss.IndexHNSW):
+        return "hnsw"
+    if isinstance(index, faiss.IndexIVFPQ):
+        return "ivf_pq"
+    if isinstance(index, faiss.IndexIVFScalarQuantizer):
+        return "ivf_sq8"
+    return "other"
+
+
+def _read_faiss(path: Path, mmap: bool) -> faiss.Index:
+    """faiss.read_index with a clear error for truncated or foreign files."""
+    try:
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0)
+    except RuntimeError as mmap_error:
+        if mmap:  # some index types cannot be mapped; a plain read tells them apart from corrupt files
+            try:
+                return faiss.read_index(str(path))
+            except RuntimeError:
+                pass
+        raise ValueError(
+            f"Could not read the FAISS index file {path}: it is truncated, corrupt or not a FAISS index "
+            f"({str(mmap_error).splitlines()[-1][:200]}). Rebuild it, or copy/download it again."
+        ) from mmap_error
