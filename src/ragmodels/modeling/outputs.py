@@ -1,0 +1,69 @@
+"""Output classes of the RAG models: the reference's fields, names and order, so code written for
+``transformers.models.rag`` reads ours unchanged (by name, by index or as a tuple).
+
+Shapes: ``B`` questions, ``k`` = n_docs, ``T`` target length, ``V`` vocabulary, ``d`` vector size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers.cache_utils import Cache
+from transformers.utils import ModelOutput
+
+
+@dataclass
+class RetrievAugLMOutput(ModelOutput):
+    """Output of RagModel.
+
+    logits: (B*k, T, V) generator scores per passage. doc_scores: (B, k) <question vector, passage>.
+    cache: the generator's decoder cache. retrieved_doc_embeds (B, k, d), retrieved_doc_ids (B, k),
+    context_input_ids / context_attention_mask (B*k, L): only with output_retrieved=True and a retriever.
+    question_encoder_last_hidden_state: (B, d) the pooled question vector (as the reference's DPR output).
+    The remaining fields are the question encoder's and generator's hidden states and attentions.
+    """
+
+    logits: torch.Tensor | None = None
+    doc_scores: torch.Tensor | None = None
+    cache: Cache | None = None
+    retrieved_doc_embeds: torch.Tensor | None = None
+    retrieved_doc_ids: torch.LongTensor | None = None
+    context_input_ids: torch.LongTensor | None = None
+    context_attention_mask: torch.LongTensor | None = None
+    question_encoder_last_hidden_state: torch.Tensor | None = None
+    question_enc_hidden_states: tuple[torch.Tensor, ...] | None = None
+    question_enc_attentions: tuple[torch.Tensor, ...] | None = None
+    generator_enc_last_hidden_state: torch.Tensor | None = None
+    generator_enc_hidden_states: tuple[torch.Tensor, ...] | None = None
+    generator_enc_attentions: tuple[torch.Tensor, ...] | None = None
+    generator_dec_hidden_states: tuple[torch.Tensor, ...] | None = None
+    generator_dec_attentions: tuple[torch.Tensor, ...] | None = None
+    generator_cross_attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class RetrievAugLMMarginOutput(ModelOutput):
+    """Output of the RAG-Sequence and RAG-Token heads: RetrievAugLMOutput plus ``loss`` first.
+
+    loss: the negative marginal log-likelihood, (B,) or a scalar with reduce_loss=True.
+    logits: (B*k, T, V), or (B, T, V) marginal log-probabilities with RAG-Token's do_marginalize=True.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    doc_scores: torch.Tensor | None = None
+    cache: Cache | None = None
+    retrieved_doc_embeds: torch.Tensor | None = None
+    retrieved_doc_ids: torch.LongTensor | None = None
+    context_input_ids: torch.LongTensor | None = None
+    context_attention_mask: torch.LongTensor | None = None
+    question_encoder_last_hidden_state: torch.Tensor | None = None
+    question_enc_hidden_states: tuple[torch.Tensor, ...] | None = None
+    question_enc_attentions: tuple[torch.Tensor, ...] | None = None
+    generator_enc_last_hidden_state: torch.Tensor | None = None
+    generator_enc_hidden_states: tuple[torch.Tensor, ...] | None = None
+    generator_enc_attentions: tuple[torch.Tensor, ...] | None = None
+    generator_dec_hidden_states: tuple[torch.Tensor, ...] | None = None
+    generator_dec_attentions: tuple[torch.Tensor, ...] | None = None
+    generator_cross_attentions: tuple[torch.Tensor, ...] | None = None
