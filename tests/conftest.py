@@ -112,3 +112,35 @@ def passage_dataset():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+# --- RAG model fixtures (modeling tests; reusable by generation / serving / tf tests) ---
+N_DOCS = 3
+
+
+def tiny_rag_config(generator_tokenizer, generator: str = "bart", question_encoder: str = "dpr", **overrides):
+    """A RagConfig over a tiny question encoder ("dpr" or "bert") and generator ("bart" or "t5")."""
+    from ragmodels.config import RagConfig
+
+    question_config = {"dpr": tiny_dpr_config, "bert": tiny_bert_config}[question_encoder]()
+    generator_config = {"bart": tiny_bart_config, "t5": tiny_t5_config}[generator](generator_tokenizer)
+    settings = {"n_docs": N_DOCS, "retrieval_vector_size": DIM, "index_name": "custom", "max_combined_length": 64}
+    return RagConfig.from_question_encoder_generator_configs(
+        question_config, generator_config, **{**settings, **overrides}
+    )
+
+
+@pytest.fixture(scope="session")
+def make_retriever(question_tokenizer, passage_dataset):
+    """Factory (config, generator_tokenizer) -> retriever over ``passage_dataset``.
+
+    transformers' RagRetriever with an in-memory custom index, until ragmodels' retriever lands.
+    """
+    from transformers import RagRetriever
+    from transformers.models.rag.retrieval_rag import CustomHFIndex
+
+    def make(config, generator_tokenizer):
+        index = CustomHFIndex(config.retrieval_vector_size, passage_dataset)
+        return RagRetriever(config, question_tokenizer, generator_tokenizer, index=index)
+
+    return make
