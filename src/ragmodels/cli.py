@@ -1,0 +1,161 @@
+"""The ``ragmodels`` command line: ``ragmodels <group> <command> ...``.
+
+Each command group registers its subcommands from its own small function listed in ``GROUPS``; a
+command stores its handler as ``func`` and returns an exit status. Handlers import their (heavy)
+modules lazily, so ``ragmodels --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+
+def add_index_commands(subparsers: argparse._SubParsersAction) -> None:
+    """``ragmodels index build|info|add|delete|import-dpr|import-hf``: knowledge bases."""
+    group = subparsers.add_parser("index", help="build, inspect, update and import knowledge bases")
+    commands = group.add_subparsers(dest="index_command", required=True)
+
+    build = commands.add_parser("build", help="documents (JSONL, CSV/TSV, folder of .txt/.md) -> knowledge base")
+    build.add_argument("inputs", nargs="+", help="JSONL/CSV/TSV files or folders of .txt/.md files")
+    build.add_argument("--output", "-o", required=True, help="knowledge-base folder to create or replace")
+    _encoder_args(build, required=True)
+    build.add_argument("--words", type=int, default=100, help="words per passage (default 100, as DPR)")
+    _index_args(build)
+    build.add_argument("--batch-size", type=int, default=64, help="passages per encoder batch")
+    build.add_argument("--shard-size", type=int, default=10_000, help="passages per resumable shard")
+    build.set_defaults(func=_index_build)
+
+    info = commands.add_parser("info", help="describe a knowledge base and check its files")
+    info.add_argument("kb", help="knowledge-base folder")
+    info.add_argument("--full-check", action="store_true", help="verify full SHA-256 checksums (reads every byte)")
+    info.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    info.set_defaults(func=_index_info)
+
+    add = commands.add_parser("add", help="add documents to a knowledge base (no re-encoding of the rest)")
+    add.add_argument("kb", help="knowledge-base folder")
+    add.add_argument("inputs", nargs="+", help="JSONL/CSV/TSV files or folders of .txt/.md files")
+    add.add_argument("--words", type=int, default=100, help="words per passage")
+    add.set_defaults(func=_index_add)
+
+    delete = commands.add_parser("delete", help="delete passages by id (later ids move up)")
+    delete.add_argument("kb", help="knowledge-base folder")
+    delete.add_argument("ids", nargs="+", type=int, help="passage ids (row positions, as retrievers return them)")
+    delete.set_defaults(func=_index_delete)
+
+    dpr = commands.add_parser("import-dpr", help="import DPR's psgs_w100.tsv with .npy embeddings")
+    dpr.add_argument("passages", help="DPR passages TSV (id, text, title)")
+    dpr.add_argument("embeddings", nargs="+", help=".npy files of embeddings, rows in TSV order (no pickles)")
+    dpr.add_argument("--output", "-o", required=True, help="knowledge-base folder")
+    _encoder_args(dpr, required=False)
+    _index_args(dpr)
+    dpr.set_defaults(func=_index_import_dpr)
+
+    hf = commands.add_parser("import-hf", help="import a save_to_disk dataset + FAISS index (reference's layout)")
+    hf.add_argument("passages_path", help="folder written by datasets.Dataset.save_to_disk")
+    hf.add_argument("index_path", help="FAISS index file (dataset.get_index('embeddings').save)")
+    hf.add_argument("--output", "-o", required=True, help="knowledge-base folder")
+    _encoder_args(hf, required=False)
+    hf.set_defaults(func=_index_import_hf)
+
+
+GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_index_commands]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ragmodels", description="Retrieval-Augmented Generation models.")
+    subparsers = parser.add_subparsers(dest="group", required=True)
+    for register in GROUPS:
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (ValueError, OSError) as err:  # bad input: one clear line, no traceback
+        print(f"ragmodels: error: {err}", file=sys.stderr)
+        return 1
+
+
+# -- index handlers -------------------------------------------------------------------------------
+def _encoder_args(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--encoder", required=required,
+                        help="context encoder: transformers model folder or hub name (DPR or any BERT-like)")
+    parser.add_argument("--pooling", choices=("pooler", "cls", "mean"), default=None,
+                        help="how token states become one vector (default: pooler for DPR, else cls)")
+
+
+def _index_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", default="flat", choices=("flat", "hnsw", "ivf_pq", "ivf_sq8"), help="FAISS index kind")
+    parser.add_argument("--index-param", action="append", default=[], metavar="NAME=VALUE",
+                        help="index parameter, e.g. nlist=1024, M=32, pq_m=96 (repeatable)")
+
+
+def _index_params(pairs: list[str]) -> dict:
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--index-param expects NAME=VALUE, got {pair!r}.")
+        params[name] = json.loads(value)
+    return params
+
+
+def _index_build(args: argparse.Namespace) -> int:
+    from ragmodels.retrieval.knowledge_base import build_knowledge_base
+
+    kb = build_knowledge_base(args.inputs, args.output, args.encoder, pooling=args.pooling, words_per_passage=args.words,
+                              index_kind=args.kind, index_params=_index_params(args.index_param),
+                              batch_size=args.batch_size, shard_size=args.shard_size)
+    print(kb.describe())
+    return 0
+
+
+def _index_info(args: argparse.Namespace) -> int:
+    from ragmodels.retrieval.knowledge_base import KnowledgeBase
+
+    kb = KnowledgeBase.load(args.kb, full_check=args.full_check)
+    print(kb.manifest.to_json() if args.json else kb.describe())
+    return 0
+
+
+def _index_add(args: argparse.Namespace) -> int:
+    from ragmodels.retrieval.knowledge_base import KnowledgeBase
+    from ragmodels.retrieval.knowledge_base.chunking import split_documents
+    from ragmodels.retrieval.knowledge_base.readers import read_documents
+
+    passages = list(split_documents(read_documents(args.inputs), args.words))
+    kb = KnowledgeBase.load(args.kb).add([p.title for p in passages], [p.text for p in passages])
+    print(kb.describe())
+    return 0
+
+
+def _index_delete(args: argparse.Namespace) -> int:
+    from ragmodels.retrieval.knowledge_base import KnowledgeBase
+
+    print(KnowledgeBase.load(args.kb).delete(args.ids).describe())
+    return 0
+
+
+def _index_import_dpr(args: argparse.Namespace) -> int:
+    from ragmodels.retrieval.knowledge_base import import_dpr
+
+    kb = import_dpr(args.passages, args.embeddings, args.output, encoder=args.encoder, pooling=args.pooling,
+                    index_kind=args.kind, index_params=_index_params(args.index_param))
+    print(kb.describe())
+    return 0
+
+
+def _index_import_hf(args: argparse.Namespace) -> int:
+    from ragmodels.retrieval.knowledge_base import import_saved_dataset
+
+    print(import_saved_dataset(args.passages_path, args.index_path, args.output, args.encoder, args.pooling).describe())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
