@@ -258,6 +258,16 @@ def build_index(embeddings: np.ndarray, kind: str = "flat", *, seed: int = 0, **
     return index
 
 
+def require_complete(ids: np.ndarray) -> np.ndarray:
+    """Raise if a search left holes (id -1: fewer reachable vectors than asked); return ``ids``."""
+    if (ids < 0).any():
+        raise ValueError(
+            f"The index returned fewer than {ids.shape[-1]} passages for some questions; raise the index's "
+            "ef_search / nprobe, or ask for fewer passages (n_docs)."
+        )
+    return ids
+
+
 def _params(params: dict) -> IndexParams:
     unknown = set(params) - set(PARAM_NAMES)
     if unknown:
