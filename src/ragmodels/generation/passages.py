@@ -1,0 +1,141 @@
+"""The generator's view of retrieved passages, computed once and shared by every decoding row.
+
+RAG decodes many rows against the same passage: a question's beams (RAG-Token), a passage's beams
+and every candidate answer scored under it (RAG-Sequence). Encoder states and each decoder layer's
+cross-attention keys/values depend only on the passage, so ``EncodedPassages`` computes them once per
+passage (the encoder once, the cross-attention projections at the first decoder step) and hands
+each decoding row a copy selected by a row -> passage index. Beams are then reordered in their
+self-attention cache only: beams of one question share its passages' cross-attention states.
+
+Shapes: P passages of L tokens (rows of context_input_ids), model width d, R decoding rows,
+t decoder tokens per call, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.modeling_outputs import BaseModelOutput
+
+
+def _new_cache(
+    self_kv: list[tuple[torch.Tensor, torch.Tensor]], cross_kv: list[tuple[torch.Tensor, torch.Tensor]]
+) -> EncoderDecoderCache:
+    """An EncoderDecoderCache holding the given per-layer (keys, values) of shape (R, heads, len, head_dim)."""
+    self_cache, cross_cache = DynamicCache(), DynamicCache()
+    for layer_idx, (k, v) in enumerate(self_kv):
+        self_cache.update(k, v, layer_idx)
+    for layer_idx, (k, v) in enumerate(cross_kv):
+        cross_cache.update(k, v, layer_idx)
+    cache = EncoderDecoderCache(self_cache, cross_cache)
+    for layer_idx in range(len(cross_kv)):
+        cache.is_updated[layer_idx] = True  # cross-attention reads these keys/values, never recomputes them
+    return cache
+
+
+class EncodedPassages:
+    """Encoder output and cross-attention states of P passages; decoder calls for rows mapped to passages.
+
+    ``decode(ids, rows, cache)``: decoding row r reads passage ``rows[r]``. The first call (cache None)
+    must be one row per passage, in order: it computes the cross-attention states, kept for later calls.
+    """
+
+    def __init__(self, generator, input_ids: torch.LongTensor, attention_mask: torch.Tensor):
+        self.generator = generator
+        encoder = generator.get_encoder()
+        # (P, L, d): the encoder's only run over these passages
+        self.hidden = encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
+        self.mask = attention_mask  # (P, L)
+        self.cross_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # per layer (P, heads, L, head_dim)
+
+    @property
+    def num_passages(self) -> int:
+        return self.hidden.shape[0]
+
+    def decode(
+        self, decoder_input_ids: torch.LongTensor, rows: torch.LongTensor | None, cache: EncoderDecoderCache | None
+    ) -> tuple[torch.Tensor, EncoderDecoderCache]:
+        """Run the decoder on (R, t) tokens; rows (R,) passage per row (None: identity). -> logits (R, t, V), cache."""
+        if cache is None:
+            if rows is not None or decoder_input_ids.shape[0] != self.num_passages:
+                raise ValueError("The first decoder call runs one row per passage (rows=None).")
+            out = self.generator(
+                encoder_outputs=BaseModelOutput(last_hidden_state=self.hidden),
+                attention_mask=self.mask,
+                decoder_input_ids=decoder_input_ids,
+                use_cache=True,
+                return_dict=True,
+            )
+            cross = out.cache.cross_attention_cache
+            self.cross_kv = [(layer.keys, layer.values) for layer in cross.layers]
+            return out.logits, out.cache
+        mask = self.mask if rows is None else self.mask.index_select(0, rows)  # (R, L)
+        # Cross-attention reads its cached keys/values; the encoder states only give the mask its shape,
+        # so a zero-stride placeholder of shape (R, L, d) stands in for them (no copy per row).
+        placeholder = self.hidden.new_zeros(()).expand(decoder_input_ids.shape[0], *self.hidden.shape[1:])
+        out = self.generator(
+            encoder_outputs=BaseModelOutput(last_hidden_state=placeholder),
+            attention_mask=mask,
+            decoder_input_ids=decoder_input_ids,
+            cache=cache,
+            use_cache=True,
+            return_dict=True,
+        )
+        return out.logits, out.cache
+
+    def fresh_cache(self, rows: torch.LongTensor) -> EncoderDecoderCache:
+        """A cache for rows (R,) starting a new decoder sequence: empty self-attention, cross-attention of ``rows``."""
+        if self.cross_kv is None:
+            raise RuntimeError("Run a first decoder step over the passages before asking for cross-attention states.")
+        cross = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in self.cross_kv]
+        return _new_cache([], cross)
+
+    def ensure_cross_attention(self, start_token_id: int) -> None:
+        """Compute the cross-attention states with one decoder step (start token) if not done yet."""
+        if self.cross_kv is None:
+            start = torch.full((self.num_passages, 1), start_token_id, dtype=torch.long, device=self.hidden.device)
+            self.decode(start, None, None)
+
+
+def select_rows(cache: EncoderDecoderCache, index: torch.LongTensor, cross_index: torch.LongTensor | None) -> EncoderDecoderCache:
+    """A cache whose row r is row index[r] of ``cache`` (self-attention); cross-attention by ``cross_index``.
+
+    cross_index None keeps the cross-attention tensors as they are (same rows, no copy).
+    """
+    self_kv = [(l.keys.index_select(0, index), l.values.index_select(0, index)) for l in cache.self_attention_cache.layers]
+    cross_layers = cache.cross_attention_cache.layers
+    if cross_index is None:
+        cross_kv = [(l.keys, l.values) for l in cross_layers]
+    else:
+        cross_kv = [(l.keys.index_select(0, cross_index), l.values.index_select(0, cross_index)) for l in cross_layers]
+    return _new_cache(self_kv, cross_kv)
+
+
+def sequence_log_likelihood(
+    passages: EncodedPassages,
+    decoder_input_ids: torch.LongTensor,
+    rows: torch.LongTensor,
+    target_mask: torch.Tensor,
+    max_chunk_bytes: int = 256 * 2**20,
+) -> torch.Tensor:
+    """sum_t log p(y_t | passage, y_<t) for R sequences, teacher-forced, decoder only.
+
+    decoder_input_ids (R, T+1): decoder start token then y_1..y_T; rows (R,) passage of each sequence;
+    target_mask (R, T) which targets y_t count. -> (R,). Rows run in chunks bounded by ``max_chunk_bytes``
+    of logits and cross-attention copies.
+    """
+    num_rows, steps = decoder_input_ids.shape[0], decoder_input_ids.shape[1] - 1
+    vocab = passages.generator.config.vocab_size
+    cross_bytes = sum(k.numel() + v.numel() for k, v in passages.cross_kv) // passages.num_passages
+    row_bytes = 4 * (steps * vocab + cross_bytes) + 1
+    chunk = max(1, min(num_rows, max_chunk_bytes // row_bytes))
+    totals = []
+    for start in range(0, num_rows, chunk):
+        ids = decoder_input_ids[start : start + chunk]  # (c, T+1)
+        chunk_rows = rows[start : start + chunk]  # (c,)
+        logits, _ = passages.decode(ids[:, :-1], chunk_rows, passages.fresh_cache(chunk_rows))  # (c, T, V)
+        logits = logits.float()
+        target = ids[:, 1:].unsqueeze(-1)  # (c, T, 1)
+        token_lp = logits.gather(-1, target).squeeze(-1) - logits.logsumexp(-1)  # (c, T)
+        totals.append(token_lp.masked_fill(~target_mask[start : start + chunk], 0.0).sum(-1))  # (c,)
+    return torch.cat(totals)
