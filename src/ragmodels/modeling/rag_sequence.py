@@ -82,3 +82,14 @@ class RagSequenceForGeneration(RagHeadModel):
                 reduce_loss=reduce_loss,
             )
         return self._margin_output(loss, outputs.logits, outputs)
+
+    @torch.no_grad()
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """RAG-Sequence decoding: ``decoding="thorough"`` (default, as the reference) or ``"fast"``.
+
+        Same arguments as the reference plus ``decoding``; see
+        ``ragmodels.generation.sequence_decoding.rag_sequence_generate``.
+        """
+        from ..generation.sequence_decoding import rag_sequence_generate
+
+        return rag_sequence_generate(self, *args, **kwargs)

@@ -112,3 +112,13 @@ class RagTokenForGeneration(RagHeadModel):
         if do_marginalize:
             logits = token_marginal_log_probs(logits, outputs.doc_scores, n_docs)
         return self._margin_output(loss, logits, outputs)
+
+    @torch.no_grad()
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """RAG-Token decoding (greedy, sampling, beam search over the per-step passage marginal).
+
+        Same arguments as the reference; see ``ragmodels.generation.token_decoding.rag_token_generate``.
+        """
+        from ..generation.token_decoding import rag_token_generate
+
+        return rag_token_generate(self, *args, **kwargs)
