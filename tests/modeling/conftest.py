@@ -78,7 +78,7 @@ def questions(question_tokenizer) -> dict[str, torch.Tensor]:
     """The test questions, padded (they differ in length): input_ids and attention_mask (3, L)."""
     encoding = question_tokenizer(QUESTIONS, padding=True, return_tensors="pt")
     assert not encoding["attention_mask"].all(), "the questions should need padding"
-    return dict(encoding)
+    return {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"]}
 
 
 def answer_labels(tokenizer: Any, start_token_id: int | None = None) -> torch.Tensor:

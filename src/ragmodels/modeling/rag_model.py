@@ -76,9 +76,10 @@ class RagPreTrainedModel(PreTrainedModel):
                         f"Give {part}_pretrained_model_name_or_path, or a ready model as {part}_model=..."
                     )
                 if "config" not in part_kwargs:
-                    part_kwargs["config"], part_kwargs = AutoConfig.from_pretrained(
+                    sub_config, part_kwargs = AutoConfig.from_pretrained(
                         path, **part_kwargs, return_unused_kwargs=True
                     )
+                    part_kwargs["config"] = sub_config
                 model = auto_class.from_pretrained(path, **part_kwargs)
             models[part] = model
         config = kwargs.pop("config", None)
@@ -163,6 +164,9 @@ class RagModel(RagPreTrainedModel):
                 "No retriever is set: call set_retriever(retriever) (or pass retriever= when loading), or pass "
                 "context_input_ids, context_attention_mask and doc_scores yourself."
             )
+        index_size = getattr(getattr(self.retriever, "index", None), "vector_size", None)
+        if index_size is not None:
+            _check_vector_size(index_size, question_hidden.shape[-1])
         if prefix is None:
             prefix = getattr(self.generator.config, "prefix", None)
         out = self.retriever(
@@ -177,13 +181,7 @@ class RagModel(RagPreTrainedModel):
         else:
             doc_embeds = torch.as_tensor(out["retrieved_doc_embeds"])
         doc_embeds = doc_embeds.to(question_hidden)  # (B, k, d)
-        if doc_embeds.shape[-1] != question_hidden.shape[-1]:
-            raise ValueError(
-                f"The retrieved passage embeddings have dimension {doc_embeds.shape[-1]} but the question vector "
-                f"has {question_hidden.shape[-1]}: the index's retrieval_vector_size "
-                f"({self.config.retrieval_vector_size} in the config) does not match the question encoder. Use an "
-                "index built with a context encoder of the same size, or a matching question encoder."
-            )
+        _check_vector_size(doc_embeds.shape[-1], question_hidden.shape[-1])
         doc_scores = torch.bmm(question_hidden.unsqueeze(1), doc_embeds.transpose(1, 2)).squeeze(1)  # (B, k)
         return RetrievedContexts(
             context_input_ids=torch.as_tensor(out["context_input_ids"]).to(input_ids),
@@ -339,4 +337,14 @@ def _check_context_shapes(
         raise ValueError(
             f"doc_scores has shape {tuple(doc_scores.shape)} but must be (batch_size, n_docs) = {expected} for "
             f"{rows} context rows and n_docs={n_docs}."
+        )
+
+
+def _check_vector_size(passage_size: int, question_size: int) -> None:
+    """Passage embeddings and question vectors must have one size, to be compared by inner product."""
+    if passage_size != question_size:
+        raise ValueError(
+            f"The retrieval_vector_size of the index ({passage_size}) does not match the question vector size "
+            f"({question_size}). Use an index built with a context encoder of the question encoder's size, or a "
+            "question encoder (and pooling) that produces vectors of the index's size."
         )
