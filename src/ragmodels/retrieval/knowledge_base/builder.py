@@ -21,7 +21,7 @@ from .chunking import DEFAULT_WORDS_PER_PASSAGE, Passage, batched, split_documen
 from .encoder import ContextEncoder
 from .knowledge_base import KnowledgeBase
 from .publish import staging
-from .readers import DocumentError, input_files, read_documents
+from .readers import input_files, read_documents
 from .workdir import WorkDir
 
 DEFAULT_SHARD_SIZE = 10_000
@@ -40,11 +40,9 @@ def build_knowledge_base(
     progress: bool = True,
 ) -> KnowledgeBase:
     """Build (or resume building) a knowledge base at ``output`` from JSONL/CSV/TSV files or text folders."""
-    encoder = encoder if isinstance(encoder, ContextEncoder) else ContextEncoder.from_pretrained(encoder, pooling)
     output = Path(output)
-    count = sum(1 for _ in _passages(inputs, words_per_passage))
-    if count == 0:
-        raise DocumentError("The inputs contain no passages.")
+    count = sum(1 for _ in _passages(inputs, words_per_passage))  # bad input fails here, before loading a model
+    encoder = encoder if isinstance(encoder, ContextEncoder) else ContextEncoder.from_pretrained(encoder, pooling)
     plan = {"inputs": _fingerprint(inputs), "encoder": encoder.name, "pooling": encoder.pooling,
             "max_length": encoder.max_length, "words_per_passage": words_per_passage, "shard_size": shard_size,
             "passages": count}

@@ -46,8 +46,10 @@ def import_dpr(passages_tsv: str | os.PathLike, embeddings: Sequence[str | os.Pa
         chunks = _row_chunks(vectors, shard_size)
         for number, shard in enumerate(batched(rows, shard_size)):
             block = next(chunks, None)  # (len(shard), d) expected
-            if block is None or len(block) != len(shard):
+            if block is None or len(block) < len(shard):
                 raise ValueError(f"{passages_tsv} has more passages than the embedding files have rows.")
+            if len(block) > len(shard):
+                raise ValueError(f"The embedding files have more rows than {passages_tsv} has passages.")
             ids, texts, titles = zip(*shard)
             next_id = max([next_id, *(int(i) + 1 for i in ids if i.isdigit())])
             files.append(tmp / f".import-{number:05d}.arrow")

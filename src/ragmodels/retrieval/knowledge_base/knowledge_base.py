@@ -103,7 +103,7 @@ class KnowledgeBase:
 
     def attach(self, retriever) -> None:
         """Hot-swap this knowledge base into a live ``RagRetriever``: its next call answers from it."""
-        retriever.set_index(self.index, self.passages)
+        retriever.set_index(self)
 
     # -- updates (each one writes a new version and publishes it atomically) ------------------------
     def add(self, titles: Sequence[str], texts: Sequence[str], embeddings: np.ndarray | None = None,
