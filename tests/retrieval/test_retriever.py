@@ -100,7 +100,7 @@ def test_retriever_saved_by_ours_loads_in_reference(tmp_path, ours, question_ids
     reference = ReferenceRetriever.from_pretrained(str(tmp_path / "ours"))
     q = query_vectors()
     assert_same_outputs(ours(question_ids, q), reference(question_ids, q))
-    assert ours.config.index_path == str(tmp_path / "ours" / "hf_dataset_index.faiss")
+    assert ours.config.index_path == str(tmp_path / "ours" / "hf_dataset_index.faiss") == ours.index.index.path
 
 
 def test_moved_retriever_folder_still_loads(tmp_path, ours, question_ids):
@@ -240,3 +240,34 @@ def test_wiki_dpr_offline_says_what_to_download(monkeypatch, question_tokenizer,
 def test_unsupported_knowledge_base_type(ours):
     with pytest.raises(TypeError, match="Cannot use a int as a knowledge base"):
         ours.set_index(3)
+
+
+class CallCounter:
+    """Delegates to ``target`` and counts calls of ``method`` (``__call__`` when None)."""
+
+    def __init__(self, target, method=None):
+        self.target, self.method, self.calls = target, method, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.target(*args, **kwargs)
+
+    def __getattr__(self, name):
+        attr = getattr(self.target, name)
+        if name != self.method:
+            return attr
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return attr(*args, **kwargs)
+
+        return counted
+
+
+def test_a_batch_is_one_search_and_one_tokenizer_call(ours, question_tokenizer):
+    questions = [f"question number {i}" for i in range(20)]  # more than retrieval_batch_size (8)
+    search = ours.index.index.faiss_index = CallCounter(ours.index.index.faiss_index, "search")
+    tokenizer = ours.generator_tokenizer = CallCounter(ours.generator_tokenizer)
+    out = ours(question_tokenizer(questions, padding=True)["input_ids"], query_vectors(20), n_docs=3)
+    assert (search.calls, tokenizer.calls) == (1, 1)
+    assert np.asarray(out["context_input_ids"]).shape[0] == 60

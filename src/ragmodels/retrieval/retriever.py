@@ -173,6 +173,8 @@ class RagRetriever:
                 config.passages_path = str(save_directory / PASSAGES_DIRNAME)
             config.save_pretrained(tmp)
             RagTokenizer(self.question_encoder_tokenizer, self.generator_tokenizer).save_pretrained(tmp)
+        if writes_kb:  # the live knowledge base is now also on disk, where the config points
+            self.index.index.path = config.index_path
         self.config.index_path, self.config.passages_path = config.index_path, config.passages_path
 
     def init_retrieval(self) -> None:
