@@ -10,6 +10,7 @@ from ragmodels.retrieval.index import INDEX_KINDS, FaissIndex, build_index, crea
 
 D = 32
 K = 10
+PARAMS = {"ivf_pq": {"pq_m": 16, "pq_nbits": 6}}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,12 @@ def corpus():
 @pytest.fixture(scope="module")
 def indexes(corpus):
     x, _ = corpus
-    return {kind: build_index(x, kind, **({"pq_m": 16} if kind == "ivf_pq" else {})) for kind in INDEX_KINDS}
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # tiny builds: threads only oversubscribe a busy test machine
+    try:
+        return {kind: build_index(x, kind, **PARAMS.get(kind, {})) for kind in INDEX_KINDS}
+    finally:
+        faiss.omp_set_num_threads(threads)
 
 
 def brute_force(x, q, k):
