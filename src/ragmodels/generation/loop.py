@@ -110,8 +110,15 @@ def prepare_generation(
     step: PassageDecodingStep,
     generation_config: GenerationConfig | None,
     kwargs: dict[str, Any],
+    default_counts_new_tokens: bool = False,
 ) -> tuple[GenerationConfig, GenerationMode]:
-    """The effective GenerationConfig (base: step.generation_config, updated by kwargs) and its mode."""
+    """The effective GenerationConfig (base: step.generation_config, updated by kwargs) and its mode.
+
+    default_counts_new_tokens: without max_length / max_new_tokens, generate max_length *new* tokens
+    (transformers' generate, which the reference's RAG-Sequence uses) rather than max_length in all.
+    """
+    has_default_max_length = kwargs.get("max_length") is None
+    has_default_min_length = kwargs.get("min_length") is None
     generation_config, model_kwargs = step._prepare_generation_config(generation_config, **kwargs)
     unused = {k: v for k, v in model_kwargs.items() if v is not None}
     if unused:
@@ -120,6 +127,17 @@ def prepare_generation(
     if mode not in SUPPORTED_MODES:
         raise ValueError(f"RAG models support greedy search, sampling and beam search, not {mode}.")
     step._prepare_special_tokens(generation_config, False)
+    # lengths count the decoder start token: max_new_tokens / min_new_tokens -> max_length / min_length;
+    # the generic default (20 new tokens) only where the reference uses transformers' generate (RAG-Sequence)
+    step._prepare_generated_length(
+        generation_config,
+        has_default_max_length=has_default_max_length
+        and (default_counts_new_tokens or generation_config.max_new_tokens is not None),
+        has_default_min_length=has_default_min_length,
+        model_input_name="input_ids",
+        input_ids_length=1,
+        inputs_tensor=None,
+    )
     if generation_config.decoder_start_token_id is None:
         raise ValueError("Set decoder_start_token_id (in the RAG config or the generation config) to generate.")
     return generation_config, mode

@@ -81,7 +81,7 @@ def rag_sequence_generate(
     step = PassageDecodingStep(passages, 1, None, generator.config, generator.generation_config)
     fast = decoding == "fast"
     kwargs.update(num_beams=num_beams, num_return_sequences=num_beams, return_dict_in_generate=fast, output_logits=fast)
-    gen_config, mode = prepare_generation(step, generation_config, kwargs)
+    gen_config, mode = prepare_generation(step, generation_config, kwargs, default_counts_new_tokens=True)
     beams = mode in (GenerationMode.BEAM_SEARCH, GenerationMode.BEAM_SAMPLE)
     if prefix_allowed_tokens_fn is not None:  # the loop's batch ids are passages: hand the question index
         user_fn = prefix_allowed_tokens_fn
@@ -93,7 +93,7 @@ def rag_sequence_generate(
     num_cands = cands.shape[1]
 
     eos = gen_config._eos_token_tensor
-    bos_id = config.bos_token_id if config.bos_token_id is not None else config.generator.bos_token_id
+    bos_id = config.bos_token_id if config.bos_token_id is not None else getattr(config.generator, "bos_token_id", None)
     target_mask = _target_mask(cands[:, :, 1:], eos, bos_id)  # (B, C, T-1) which target tokens count
     same = (cands[:, :, None, :] == cands[:, None, :, :]).all(-1)  # (B, C, C) candidate c equals c'
     first = same.int().argmax(-1)  # (B, C) first index of c's value
