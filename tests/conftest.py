@@ -132,15 +132,54 @@ def tiny_rag_config(generator_tokenizer, generator: str = "bart", question_encod
 
 @pytest.fixture(scope="session")
 def make_retriever(question_tokenizer, passage_dataset):
-    """Factory (config, generator_tokenizer) -> retriever over ``passage_dataset``.
-
-    transformers' RagRetriever with an in-memory custom index, until ragmodels' retriever lands.
-    """
-    from transformers import RagRetriever
-    from transformers.models.rag.retrieval_rag import CustomHFIndex
+    """Factory (config, generator_tokenizer) -> ragmodels RagRetriever over ``passage_dataset``."""
+    from ragmodels.retrieval.retriever import RagRetriever
 
     def make(config, generator_tokenizer):
-        index = CustomHFIndex(config.retrieval_vector_size, passage_dataset)
-        return RagRetriever(config, question_tokenizer, generator_tokenizer, index=index)
+        return RagRetriever(config, question_tokenizer, generator_tokenizer, index=passage_dataset)
+
+    return make
+
+
+# --- Saved checkpoints + knowledge base (pipeline / serving tests) ---
+@pytest.fixture(scope="session")
+def tiny_knowledge_base(tmp_path_factory, question_tokenizer):
+    """A knowledge base folder over PASSAGES, built with a tiny random BERT context encoder (DIM-d)."""
+    import json
+
+    from transformers import BertModel
+
+    from ragmodels.retrieval.knowledge_base import ContextEncoder, build_knowledge_base
+
+    folder = tmp_path_factory.mktemp("kb")
+    docs = folder / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"title": t, "text": x}) + "\n" for t, x in PASSAGES))
+    torch.manual_seed(0)
+    encoder = ContextEncoder(BertModel(tiny_bert_config()), question_tokenizer, pooling="cls", name="tiny-bert")
+    build_knowledge_base([docs], folder / "kb", encoder, progress=False)
+    return folder / "kb"
+
+
+@pytest.fixture(scope="session")
+def tiny_rag_checkpoint(tmp_path_factory, question_tokenizer, bart_tokenizer):
+    """Factory head ("token" | "sequence") -> folder of a saved tiny random RAG model with its tokenizers.
+
+    The generator's weights are scaled up (as in the generation tests) so that answers are not empty.
+    """
+    from ragmodels import RagSequenceForGeneration, RagTokenForGeneration, RagTokenizer
+
+    folders = {}
+
+    def make(head: str = "token"):
+        if head not in folders:
+            config = tiny_rag_config(bart_tokenizer, "bart", "dpr", n_docs=N_DOCS)
+            config.generator.init_std = 0.5
+            torch.manual_seed(0)
+            model = {"token": RagTokenForGeneration, "sequence": RagSequenceForGeneration}[head](config)
+            folder = tmp_path_factory.mktemp(f"rag-{head}")
+            model.save_pretrained(folder)
+            RagTokenizer(question_tokenizer, bart_tokenizer).save_pretrained(folder)
+            folders[head] = folder
+        return folders[head]
 
     return make

@@ -164,7 +164,8 @@ class RagModel(RagPreTrainedModel):
                 "No retriever is set: call set_retriever(retriever) (or pass retriever= when loading), or pass "
                 "context_input_ids, context_attention_mask and doc_scores yourself."
             )
-        index_size = getattr(getattr(self.retriever, "index", None), "vector_size", None)
+        index = getattr(self.retriever, "index", None)  # ours has .dimension, the reference's .vector_size
+        index_size = getattr(index, "dimension", None) or getattr(index, "vector_size", None)
         if index_size is not None:
             _check_vector_size(index_size, question_hidden.shape[-1])
         if prefix is None:
