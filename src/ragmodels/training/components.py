@@ -1,0 +1,71 @@
+"""What a training run works on: the model, tokenizer, retriever and (end-to-end) the context encoder,
+loaded from folders, plus the knowledge-base hooks end-to-end training needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from ..retrieval.index import build_index
+from ..retrieval.passages import PassageStore
+
+HEADS = {"token": "RagTokenForGeneration", "sequence": "RagSequenceForGeneration"}
+
+
+@dataclass
+class Components:
+    model: torch.nn.Module
+    tokenizer: Any  # RagTokenizer
+    retriever: Any  # RagRetriever
+    ctx_encoder: torch.nn.Module | None = None
+    ctx_tokenizer: Any = None
+
+
+def load_components(config) -> Components:
+    """Load from ``config.model_path`` (+ ``knowledge_base``, ``ctx_encoder_path``) with ragmodels' classes."""
+    import ragmodels
+    from ragmodels.retrieval.knowledge_base import ContextEncoder, KnowledgeBase
+
+    if config.model_path is None:
+        raise ValueError("TrainConfig.model_path is needed to load the model (or pass ready Components).")
+    rag_config = ragmodels.RagConfig.from_pretrained(config.model_path)
+    kind = config.rag_kind or ("sequence" if "RagSequenceForGeneration" in (rag_config.architectures or []) else "token")
+    if kind not in HEADS:
+        raise ValueError(f"rag_kind must be one of {sorted(HEADS)}, got {kind!r}.")
+    model = getattr(ragmodels, HEADS[kind]).from_pretrained(config.model_path)
+    tokenizer = ragmodels.RagTokenizer.from_pretrained(config.model_path)
+    kb_fields = KnowledgeBase.load(config.knowledge_base).retriever_config() if config.knowledge_base else {}
+    retriever = ragmodels.RagRetriever.from_pretrained(config.model_path, **kb_fields)
+    components = Components(model=model, tokenizer=tokenizer, retriever=retriever)
+    if config.ctx_encoder_path is not None:
+        encoder = ContextEncoder.from_pretrained(config.ctx_encoder_path)
+        components.ctx_encoder, components.ctx_tokenizer = encoder.model.train(), encoder.tokenizer
+    return components
+
+
+def kb_passages(retriever) -> tuple[dict[str, list], np.ndarray]:
+    """Every passage of the retriever's knowledge base: its columns (title, text, ...) and embeddings (n, d)."""
+    store = _store(retriever)
+    columns = store.fetch(np.arange(len(store))[None])[0]
+    return columns, store.all_embeddings()
+
+
+def install_embeddings(retriever, columns: dict[str, list], embeddings: np.ndarray) -> None:
+    """Swap in the passages ``columns`` with new ``embeddings`` (n, d) and an exact (flat) index over them."""
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1), pa.float32()), embeddings.shape[1])
+    table = pa.table({**columns, "embeddings": vectors})
+    retriever.set_index(build_index(embeddings, kind="flat"), passages=PassageStore(table, source="<re-encoded>"))
+
+
+def _store(retriever) -> PassageStore:
+    passages = getattr(retriever.index, "passages", None)
+    if not isinstance(passages, PassageStore):
+        raise ValueError(
+            "End-to-end training re-indexes the knowledge base, which needs a custom knowledge base "
+            f"(passages with embeddings); this retriever uses a {type(retriever.index).__name__}."
+        )
+    return passages

@@ -1,0 +1,73 @@
+"""TrainConfig: every knob of the fine-tuning recipe, one flat dataclass (JSON/CLI friendly)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tuning RAG-Token / RAG-Sequence on question/answer JSONL.
+
+    Batches: each optimizer step consumes ``batch_size * grad_accum_steps * world_size`` examples; the loss
+    is the mean negative marginal log-likelihood over them, whatever the number of processes.
+    End-to-end retriever training is on when ``ctx_encoder_path`` is set: the context encoder is trained
+    too and the knowledge base re-encoded every ``reindex_every`` steps in the background, the new index
+    going live ``reindex_lag`` steps after the encoding started.
+    """
+
+    train_file: str
+    output_dir: str
+    model_path: str | None = None  # RAG checkpoint folder (config, weights, tokenizer sub-folders)
+    knowledge_base: str | None = None  # knowledge-base folder the retriever searches
+    rag_kind: str | None = None  # "token" or "sequence"; default: the checkpoint's architecture
+    dev_file: str | None = None
+    documents_file: str | None = None  # documents JSONL of the knowledge base, for gold-passage recall
+    epochs: int = 1
+    max_steps: int | None = None
+    batch_size: int = 8
+    grad_accum_steps: int = 1
+    learning_rate: float = 3e-5
+    weight_decay: float = 0.01
+    adam_epsilon: float = 1e-8
+    warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0
+    n_docs: int | None = None
+    max_question_length: int = 64
+    max_answer_length: int = 32
+    freeze_question_encoder: bool = False
+    freeze_generator: bool = False
+    seed: int = 0
+    save_every_steps: int | None = None
+    resume_from: str | None = None  # a checkpoint folder, or "latest" (the newest one in output_dir)
+    on_malformed: str = "stop"  # "stop" or "skip" malformed JSONL lines
+    eval_ks: list[int] = field(default_factory=lambda: [1, 5])
+    eval_batch_size: int = 16
+    dev_generate: bool = True  # dev EM/F1 by generation (else dev loss and recall only)
+    ctx_encoder_path: str | None = None
+    reindex_every: int = 100
+    reindex_lag: int = 1
+    progress_bar: bool = True
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "grad_accum_steps", "reindex_every", "reindex_lag", "eval_batch_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be at least 1, got {getattr(self, name)}.")
+        if self.on_malformed not in ("stop", "skip"):
+            raise ValueError(f"on_malformed must be 'stop' or 'skip', got {self.on_malformed!r}.")
+        if self.freeze_question_encoder and self.freeze_generator and self.ctx_encoder_path is None:
+            raise ValueError("Both parts are frozen: nothing would be trained.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown TrainConfig fields: {unknown}.")
+        return cls(**values)
