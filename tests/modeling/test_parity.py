@@ -170,7 +170,8 @@ def test_gradients_reach_question_encoder(rag_pair, questions, head):
     for model in (pair.ours, pair.ref):
         model.zero_grad()
         model(**questions, labels=labels, reduce_loss=True).loss.backward()
-        grads.append({n: p.grad.clone() for n, p in model.rag.question_encoder.named_parameters() if p.grad is not None})
+        params = model.rag.question_encoder.named_parameters()
+        grads.append({n: p.grad.clone() for n, p in params if p.grad is not None})
         model.zero_grad()
     ours, ref = grads
     assert ours.keys() == ref.keys() and ours

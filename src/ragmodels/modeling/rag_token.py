@@ -19,7 +19,9 @@ from .rag_model import merge_cache_kwargs
 class RagTokenForGeneration(RagHeadModel):
     """RAG-Token: the loss and (with do_marginalize) the logits marginalize over passages per token."""
 
-    def marginalize(self, seq_logits: torch.Tensor, doc_scores: torch.Tensor, n_docs: int | None = None) -> torch.Tensor:
+    def marginalize(
+        self, seq_logits: torch.Tensor, doc_scores: torch.Tensor, n_docs: int | None = None
+    ) -> torch.Tensor:
         """Marginal next-token log-probabilities: seq_logits (B*k, T, V), doc_scores (B, k) -> (B, T, V)."""
         return token_marginal_log_probs(seq_logits, doc_scores, n_docs if n_docs is not None else self.config.n_docs)
 
