@@ -180,12 +180,12 @@ def _save(output_dir, step, model, optimizer, scheduler, refresher, config, run_
         embeddings = None
         if refresher is not None:
             _, current = kb_passages(model.retriever)
-            embeddings = {"current": torch.from_numpy(current)}
+            embeddings = {"current": torch.tensor(current)}
             state["reindexes"] = refresher.refreshes
             pending = refresher.pending()
             if pending is not None:
                 state["pending_install_step"] = pending[0]
-                embeddings["pending"] = torch.from_numpy(pending[1])
+                embeddings["pending"] = torch.tensor(pending[1])
         try:
             save_checkpoint(output_dir, step, model, state, embeddings)
         except Exception as err:  # reported on every process below
@@ -235,10 +235,15 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser = argparse.ArgumentParser(description="Fine-tune a RAG model on question/answer JSONL.")
     parser.add_argument("--config", help="JSON file with TrainConfig fields (flags override it)")
     add_config_arguments(parser)
-    args = vars(parser.parse_args(argv))
-    values = json.loads(Path(args.pop("config")).read_text()) if args.get("config") else {}
-    args.pop("config", None)
-    values.update({k: v for k, v in args.items() if v is not None})
+    return config_from_flags(vars(parser.parse_args(argv)))
+
+
+def config_from_flags(args: dict[str, Any]) -> TrainConfig:
+    """Merge ``--config`` JSON with the flags that were given (argparse namespace as a dict)."""
+    config_file = args.get("config")
+    values = json.loads(Path(config_file).read_text()) if config_file else {}
+    names = {f.name for f in fields(TrainConfig)}
+    values.update({k: v for k, v in args.items() if k in names and v is not None})
     return TrainConfig.from_dict(values)
 
 
