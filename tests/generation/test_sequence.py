@@ -91,7 +91,7 @@ def test_fast_scores_equal_brute_force_over_producing_passages(models, generator
             expected = torch.logsumexp(torch.stack([doc_lp[b, j] + ll[j, s] for j in producing]), 0)
             assert scores[b, s].item() == pytest.approx(expected.item(), abs=1e-4)
             full = torch.logsumexp(doc_lp[b] + ll[:, s], 0)
-            assert scores[b, s].item() <= full.item() + 1e-5  # a lower bound of the full marginal
+            assert scores[b, s].item() <= full.item() + 1e-4  # a lower bound of the full marginal
         assert (scores[b][:-1] >= scores[b][1:]).all()
 
 
