@@ -59,6 +59,16 @@ def add_index_commands(subparsers: argparse._SubParsersAction) -> None:
     hf.add_argument("--output", "-o", required=True, help="knowledge-base folder")
     _encoder_args(hf, required=False)
     hf.set_defaults(func=_index_import_hf)
+    add_index_shard_command(commands)
+
+
+def add_index_shard_command(commands: argparse._SubParsersAction) -> None:
+    """``ragmodels index shard KB --shards N --out DIR``: cut a knowledge base for distributed retrieval."""
+    shard = commands.add_parser("shard", help="cut a knowledge base into N shards for RayRagRetriever")
+    shard.add_argument("kb", help="knowledge-base folder")
+    shard.add_argument("--shards", type=int, required=True, help="number of shards (contiguous passage ranges)")
+    shard.add_argument("--out", "-o", required=True, help="folder to write shards.json and shard-*/ to (replaced)")
+    shard.set_defaults(func=_index_shard)
 
 
 GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_index_commands]
@@ -154,6 +164,14 @@ def _index_import_hf(args: argparse.Namespace) -> int:
     from ragmodels.retrieval.knowledge_base import import_saved_dataset
 
     print(import_saved_dataset(args.passages_path, args.index_path, args.output, args.encoder, args.pooling).describe())
+    return 0
+
+
+def _index_shard(args: argparse.Namespace) -> int:
+    from ragmodels.retrieval.distributed import shard_knowledge_base
+
+    layout = shard_knowledge_base(args.kb, args.out, args.shards)
+    print(f"{len(layout.shards)} shards of {layout.passage_count} passages ({layout.index_kind}) in {layout.root}")
     return 0
 
 

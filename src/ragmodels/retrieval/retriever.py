@@ -121,7 +121,7 @@ class RagRetriever:
         self.batch_size = config.retrieval_batch_size  # kept for API parity; search is never chunked
         self.ctx_encoder_tokenizer: PreTrainedTokenizerBase | None = None
         self.return_tokenized_docs = False
-        self.index = self._build_index(config) if index is None else _as_knowledge_base(index)
+        self.index = self._build_index(config) if index is None else self._knowledge_base(index)
         self._init_retrieval = init_retrieval
         if init_retrieval:
             self.init_retrieval()
@@ -177,6 +177,10 @@ class RagRetriever:
             self.index.index.path = config.index_path
         self.config.index_path, self.config.passages_path = config.index_path, config.passages_path
 
+    def _knowledge_base(self, obj: Any, passages: PassageStore | None = None):
+        """What ``index=`` / ``set_index`` accept, as a knowledge base (subclasses serve other kinds)."""
+        return _as_knowledge_base(obj, passages)
+
     def init_retrieval(self) -> None:
         """Load the FAISS index (memory-mapped where FAISS allows)."""
         logger.info("initializing retrieval")
@@ -189,7 +193,7 @@ class RagRetriever:
         with ``.index`` and ``.passages`` (a built knowledge base), a ``LegacyIndex`` / ``IndexedPassages``,
         or a folder holding passages + index (a saved retriever's or a knowledge base's layout).
         """
-        new_index = _as_knowledge_base(index_or_dataset_or_path, passages)
+        new_index = self._knowledge_base(index_or_dataset_or_path, passages)
         new_index.init_index()
         self.index = new_index
         self.config.index_name = "legacy" if isinstance(new_index, LegacyIndex) else "custom"
