@@ -1,19 +1,52 @@
-"""Sharding a knowledge base and merging shard results (no Ray needed): same ids and scores as one index."""
+"""Sharding a knowledge base and merging shard results (no Ray needed): same ids and scores as one index.
+
+Also the knowledge bases the Ray tests (test_distributed_ray.py) use, built without an encoder.
+"""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
+from conftest import PASSAGES, passage_embeddings
+from datasets import Dataset
 
 from ragmodels.cli import main
 from ragmodels.retrieval.distributed import merge_topk, read_layout, shard_knowledge_base
 from ragmodels.retrieval.distributed.merge import kth_scores
 from ragmodels.retrieval.distributed.server import ShardServer
-from ragmodels.retrieval.knowledge_base import KnowledgeBase
+from ragmodels.retrieval.knowledge_base import KnowledgeBase, import_saved_dataset
 
-from .distributed_fixtures import tie_kb, tie_queries
+TIE_DIM = 8
+
+
+def make_kb(folder: Path, titles: list[str], texts: list[str], embeddings: np.ndarray) -> KnowledgeBase:
+    """A flat-index knowledge base in ``folder`` / "kb" over (n, d) ``embeddings``."""
+    dataset = Dataset.from_dict({"title": titles, "text": texts, "embeddings": embeddings.tolist()})
+    dataset.save_to_disk(str(folder / "dataset"))
+    index = faiss.IndexFlatIP(embeddings.shape[1])
+    index.add(embeddings)
+    faiss.write_index(index, str(folder / "index.faiss"))
+    return import_saved_dataset(folder / "dataset", folder / "index.faiss", folder / "kb")
+
+
+def tie_kb(folder: Path, n: int = 101) -> KnowledgeBase:
+    """Small-integer embeddings: exact float scores with many ties, also across shard boundaries."""
+    embeddings = np.random.default_rng(0).integers(-2, 3, (n, TIE_DIM)).astype(np.float32)
+    return make_kb(folder, [f"title {i}" for i in range(n)], [f"text {i}" for i in range(n)], embeddings)
+
+
+def tie_queries(n: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(-2, 3, (n, TIE_DIM)).astype(np.float32)
+
+
+def passage_kb(folder: Path) -> KnowledgeBase:
+    """The shared tiny passages (conftest) with their random DIM-d embeddings."""
+    return make_kb(folder, [t for t, _ in PASSAGES], [x for _, x in PASSAGES], passage_embeddings())
+
 
 
 @pytest.fixture(scope="module")
