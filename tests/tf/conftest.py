@@ -1,4 +1,6 @@
-"""Fixtures of the TF tests (skipped without TensorFlow): a PyTorch oracle (ragmodels' heads) and its TF twin with identical weights."""
+"""Fixtures of the TF tests: a PyTorch oracle (ragmodels' heads) and its TF twin with identical weights.
+
+TensorFlow-free at import; each test module that needs TensorFlow skips without it."""
 
 from __future__ import annotations
 
@@ -6,20 +8,25 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("tensorflow")
-
-from conftest import tiny_rag_config  # noqa: E402  (tests/conftest.py)
-
-import ragmodels  # noqa: E402
+import ragmodels
+from conftest import tiny_rag_config  # tests/conftest.py
 
 HEADS = {"sequence": "RagSequenceForGeneration", "token": "RagTokenForGeneration"}
 
 
 def make_pair(head: str, config, retriever=None):
-    """(PyTorch head in eval mode, TF head) sharing the same random weights; final_logits_bias is non-zero."""
+    """(PyTorch head in eval mode, TF head) sharing the same random weights.
+
+    The generator's weights are perturbed (final_logits_bias included) so that it writes varied, EOS-ending
+    answers: beam search then has real choices to make.
+    """
+    torch.manual_seed(0)
     torch_model = getattr(ragmodels, HEADS[head])(config, retriever=retriever).eval()
     with torch.no_grad():
+        for param in torch_model.generator.parameters():
+            param.add_(torch.randn_like(param) * 0.3)
         torch_model.generator.final_logits_bias.normal_(0, 0.5)
+        torch_model.generator.final_logits_bias[0, config.generator.eos_token_id] += 4.0
     tf_model = getattr(ragmodels, "TF" + HEADS[head])(config, retriever=retriever)
     tf_model.load_state_dict({k: v.numpy() for k, v in torch_model.state_dict().items()})
     return torch_model, tf_model

@@ -5,25 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+pytest.importorskip("tensorflow")
 from .conftest import assert_close, make_pair
 
 from conftest import tiny_rag_config
 
-CASES = {
-    "labels": {},
-    "n_docs=2": {"n_docs": 2},
-    "reduce+smoothing": {"reduce_loss": True},
-    "marginalize": {"do_marginalize": True},
-    "exclude_bos": {"exclude_bos_score": True},
-}
+SHARED = {"labels": {}, "n_docs=2": {"n_docs": 2}, "reduce+smoothing": {"reduce_loss": True}}
+CASES = [(head, name, kwargs) for head in ("sequence", "token") for name, kwargs in SHARED.items()] + [
+    ("sequence", "exclude_bos", {"exclude_bos_score": True}),
+    ("token", "marginalize", {"do_marginalize": True}),
+]
 
 
-@pytest.mark.parametrize("head", ["sequence", "token"])
-@pytest.mark.parametrize("case", CASES)
-def test_forward_with_retriever_matches_pytorch(head, case, rag_config, retriever, questions, answers):
-    kwargs = dict(CASES[case])
-    if (head == "sequence" and case == "marginalize") or (head == "token" and case == "exclude_bos"):
-        pytest.skip("argument of the other head")
+@pytest.mark.parametrize(("head", "case", "kwargs"), CASES, ids=[f"{h}-{c}" for h, c, _ in CASES])
+def test_forward_with_retriever_matches_pytorch(head, case, kwargs, rag_config, retriever, questions, answers):
     config = rag_config
     if case == "reduce+smoothing":
         config = rag_config.__class__.from_dict({**rag_config.to_dict(), "label_smoothing": 0.1})

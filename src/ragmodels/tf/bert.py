@@ -99,6 +99,8 @@ class TFDPRQuestionEncoder(tf.Module):
         self.proj = Linear(self.store, "question_encoder.encode_proj", config.hidden_size, dim) if dim > 0 else None
 
     def __call__(self, input_ids: tf.Tensor, attention_mask: tf.Tensor | None = None, **kwargs) -> TFEncoderOutput:
+        if attention_mask is None:  # as transformers' DPR: pad tokens are masked
+            attention_mask = tf.cast(tf.not_equal(input_ids, self.config.pad_token_id), tf.int32)
         out = self.bert(input_ids, attention_mask, **kwargs)
         cls = out.last_hidden_state[:, 0]  # (B, d)
         out.pooler_output = self.proj(cls) if self.proj is not None else cls

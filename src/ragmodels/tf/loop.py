@@ -21,6 +21,8 @@ from .seq2seq import TFSeq2SeqLM, reorder_cache
 UNSUPPORTED = {"do_sample": False, "num_beam_groups": 1, "penalty_alpha": None, "no_repeat_ngram_size": 0,
                "repetition_penalty": 1.0, "bad_words_ids": None, "encoder_no_repeat_ngram_size": 0}
 NEG = -1.0e9
+DEFAULTS = {"max_length": 20, "min_length": 0, "num_beams": 1, "num_return_sequences": 1, "length_penalty": 1.0,
+            "early_stopping": False}  # transformers' values for fields a GenerationConfig leaves None
 
 
 def resolve_generation_config(base: GenerationConfig, override: GenerationConfig | None, kwargs: dict[str, Any]) -> GenerationConfig:
@@ -29,6 +31,9 @@ def resolve_generation_config(base: GenerationConfig, override: GenerationConfig
     unused = config.update(**kwargs)
     if unused:
         raise TypeError(f"generate() got unexpected keyword arguments: {sorted(unused)}")
+    for name, default in DEFAULTS.items():
+        if getattr(config, name, None) is None:
+            setattr(config, name, default)
     for name, default in UNSUPPORTED.items():
         if getattr(config, name, default) not in (default, None):
             raise ValueError(f"The TF RAG models support greedy and beam search only; {name} is not supported.")
