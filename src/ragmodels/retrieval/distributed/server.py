@@ -20,7 +20,9 @@ class ShardServer:
         self.spec = spec
         self.kb = KnowledgeBase.load(path)
         if len(self.kb) != spec.count:
-            raise ValueError(f"Shard {spec.number} at {path} holds {len(self.kb)} passages, its layout says {spec.count}.")
+            raise ValueError(
+                f"Shard {spec.number} at {path} holds {len(self.kb)} passages, its layout says {spec.count}."
+            )
 
     def info(self) -> dict[str, int]:
         return {"number": self.spec.number, "count": len(self.kb), "pid": os.getpid()}

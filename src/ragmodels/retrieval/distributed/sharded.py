@@ -126,7 +126,8 @@ class ShardedKnowledgeBase:
         thresholds = kth_scores([scores for scores, _ in answers], k)  # (bs,)
         partial = [j for j, (scores, ids) in enumerate(answers)
                    if ((scores[:, -1] == thresholds) & (ids[:, -1] >= 0)).any()]
-        calls = [(self.layout.shards[j], self.actors[j].search_down_to.remote(queries, thresholds, 2 * k)) for j in partial]
+        calls = [(self.layout.shards[j], self.actors[j].search_down_to.remote(queries, thresholds, 2 * k))
+                 for j in partial]
         answers = list(answers)
         for j, answer in zip(partial, self._gather(calls)):
             self._check_answer(self.layout.shards[j], answer, (len(queries), None))
@@ -157,7 +158,9 @@ class ShardedKnowledgeBase:
         ids = np.asarray(ids, dtype=np.int64)
         flat = ids.reshape(-1)  # (bs * k,)
         if flat.size and (flat.min() < 0 or flat.max() >= len(self)):
-            raise ValueError(f"Passage ids must lie in [0, {len(self)}) for {self.path}, got [{flat.min()}, {flat.max()}].")
+            raise ValueError(
+                f"Passage ids must lie in [0, {len(self)}) for {self.path}, got [{flat.min()}, {flat.max()}]."
+            )
         owned = [(spec, actor, np.flatnonzero(spec.contains(flat)))
                  for spec, actor in zip(self.layout.shards, self.actors)]
         owned = [(spec, actor, rows) for spec, actor, rows in owned if rows.size]
