@@ -37,7 +37,8 @@ class ArrowFile:
         self._writer = ArrowWriter(features=passage_features(dim), path=str(self._tmp))
 
     def write(self, table: pa.Table) -> None:
-        self._writer.write_table(table)
+        """Append ``table`` as ONE record batch: few chunks keep row lookups (Arrow ``take``) cheap."""
+        self._writer.write_table(table, writer_batch_size=max(table.num_rows, 1))
 
     def __enter__(self) -> "ArrowFile":
         return self
