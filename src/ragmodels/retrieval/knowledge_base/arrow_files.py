@@ -20,9 +20,6 @@ import pyarrow as pa
 from datasets import Features, List, Value
 from datasets.arrow_writer import ArrowWriter
 
-COLUMNS = ("id", "title", "text", "embeddings")
-
-
 def passage_features(dim: int) -> Features:
     return Features({"id": Value("string"), "title": Value("string"), "text": Value("string"),
                      "embeddings": List(Value("float32"), length=dim)})
@@ -65,11 +62,6 @@ def passages_table(ids: Sequence[str], titles: Sequence[str], texts: Sequence[st
     vectors = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1)), embeddings.shape[1])
     return pa.table({"id": pa.array(list(ids), pa.string()), "title": pa.array(list(titles), pa.string()),
                      "text": pa.array(list(texts), pa.string()), "embeddings": vectors})
-
-
-def read_arrow(path: Path) -> pa.Table:
-    """Memory-map one Arrow stream file (no copy)."""
-    return pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
 
 
 def embeddings_of(table: pa.Table | pa.RecordBatch) -> np.ndarray:
