@@ -21,6 +21,7 @@ _EXPORTS = {
     "RagModel": "ragmodels.modeling.rag_model",
     "RagSequenceForGeneration": "ragmodels.modeling.rag_sequence",
     "RagTokenForGeneration": "ragmodels.modeling.rag_token",
+    "RayRagRetriever": "ragmodels.retrieval.distributed",
     "TFRagModel": "ragmodels.tf",
     "TFRagSequenceForGeneration": "ragmodels.tf",
     "TFRagTokenForGeneration": "ragmodels.tf",
