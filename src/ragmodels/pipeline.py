@@ -1,0 +1,229 @@
+"""RagPipeline: questions in, answers with their passages out; the inference path of ``ragmodels ask``
+and of the server.
+
+Per batch: the question encoder and the retriever run once (``RagModel.retrieve_contexts``), and the
+retrieved contexts and doc_scores go straight into ``generate`` (no second retrieval).
+
+Scores (natural logarithms / probabilities):
+  - ``Answer.score`` = log p(answer | question) under the model: the sum over the answer's tokens (up to
+    and including EOS; a BOS token that starts every answer is left out, as the reference's
+    exclude_bos_score). RAG-Sequence: logsumexp_i [log p(z_i|x) + log p(y|x,z_i)] ("thorough" decoding;
+    "fast" gives the marginal restricted to the passages whose beams produced y). RAG-Token: the sum of
+    the per-token marginals log sum_i p(z_i|x) p(y_t|x,z_i,y_<t).
+  - ``Passage.score`` = p(z_i | x) = softmax_i <q, d_i>, the document posterior of retrieval (sums to 1
+    over the passages of a question); ``Passage.inner_product`` is <q, d_i> itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from .config import RagConfig
+from .tokenization import RagTokenizer
+
+HEADS = {"RagTokenForGeneration": "token", "RagSequenceForGeneration": "sequence"}
+MAX_QUESTION_TOKENS = 128  # questions are truncated to this many question-encoder tokens
+
+
+@dataclass
+class Passage:
+    """A retrieved passage: ``id`` its row in the knowledge base, ``score`` p(z|x), ``inner_product`` <q, d>."""
+
+    id: int
+    title: str
+    text: str
+    score: float
+    inner_product: float
+
+
+@dataclass
+class Answer:
+    """An answer, its log-likelihood ``score`` (see the module docstring) and the passages it used."""
+
+    answer: str
+    score: float
+    passages: list[Passage] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """How to decode; hashable, so that the server batches requests with equal options together.
+
+    ``decoding`` applies to RAG-Sequence only ("thorough" or "fast", see ragmodels.generation).
+    """
+
+    n_docs: int | None = None
+    num_beams: int = 4
+    max_new_tokens: int = 32
+    min_new_tokens: int = 0
+    no_repeat_ngram_size: int = 0
+    decoding: Literal["thorough", "fast"] = "thorough"
+
+
+def default_model_dir() -> Path:
+    """Folder of the embedded default model (a checkpoint folder with its saved retriever and index)."""
+    return Path(__file__).parent / "default"
+
+
+def require_default_model() -> Path:
+    """``default_model_dir()``, or FileNotFoundError saying that this installation does not ship it."""
+    folder = default_model_dir()
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"The embedded default model is not part of this installation (expected a checkpoint at {folder}). "
+            "Give a model explicitly: --model DIR_OR_HUB_ID (CLI) or RagPipeline.from_pretrained(...)."
+        )
+    return folder
+
+
+class RagPipeline:
+    """A RAG head (token or sequence) with its tokenizer and retriever, ready to answer questions."""
+
+    def __init__(self, model: Any, tokenizer: RagTokenizer, retriever: Any = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        if retriever is not None:
+            model.set_retriever(retriever)
+        if model.retriever is None:
+            raise ValueError("The pipeline needs a retriever: pass retriever=..., or a model that has one.")
+        self.head = HEADS.get(type(model).__name__)
+        if self.head is None:
+            raise ValueError(f"Expected RagTokenForGeneration or RagSequenceForGeneration, got {type(model).__name__}.")
+
+    @property
+    def retriever(self) -> Any:
+        return self.model.retriever
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def num_passages(self) -> int:
+        """Passages in the knowledge base (the largest possible n_docs)."""
+        return len(self.retriever.index)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike,
+        index: str | os.PathLike | tuple[str, str] | None = None,
+        device: str | torch.device | None = None,
+        head: Literal["token", "sequence"] | None = None,
+    ) -> "RagPipeline":
+        """Load a checkpoint (folder or Hub id) and its knowledge base.
+
+        ``index``: a knowledge-base folder (``ragmodels index build``), a saved retriever's folder
+        (``hf_dataset/`` + ``hf_dataset_index.faiss``), or a (passages_path, index_path) pair; None reads
+        the index the checkpoint's config names. ``head`` overrides the head read from the config's
+        ``architectures``. ``device`` defaults to CUDA when available.
+        """
+        from .modeling import RagSequenceForGeneration, RagTokenForGeneration
+        from .retrieval.retriever import RagRetriever
+
+        config = RagConfig.from_pretrained(model)
+        head = head or _head_of(config, model)
+        tokenizer = RagTokenizer.from_pretrained(model, config=config)
+        if index is None:
+            retriever = RagRetriever.from_pretrained(model, config=config)
+        else:
+            retriever = RagRetriever(config, tokenizer.question_encoder, tokenizer.generator, index=_knowledge_base(index))
+        model_class = RagTokenForGeneration if head == "token" else RagSequenceForGeneration
+        rag = model_class.from_pretrained(model, config=config, retriever=retriever)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(rag.to(device), tokenizer)
+
+    @classmethod
+    def from_default(cls, index: str | os.PathLike | None = None, **kwargs: Any) -> "RagPipeline":
+        """The embedded default model (``default_model_dir()``); raises FileNotFoundError until it ships."""
+        return cls.from_pretrained(require_default_model(), index=index, **kwargs)
+
+    @torch.inference_mode()
+    def answer(self, questions: list[str], options: DecodingOptions | None = None, **kwargs: Any) -> list[Answer]:
+        """One answer per question; ``kwargs`` are DecodingOptions fields (n_docs, num_beams, max_new_tokens, ...)."""
+        options = replace(options or DecodingOptions(), **kwargs)
+        if not questions or any(not q.strip() for q in questions):
+            raise ValueError("Give at least one question, and no empty ones.")
+        n_docs = options.n_docs or self.model.config.n_docs
+        encoded = self.tokenizer.question_encoder(
+            questions, padding=True, truncation=True, max_length=MAX_QUESTION_TOKENS, return_tensors="pt"
+        ).to(self.device)
+        contexts = self.model.rag.retrieve_contexts(encoded["input_ids"], encoded["attention_mask"], n_docs=n_docs)
+        sequences, scores = self._generate(contexts, n_docs, options)
+        texts = self.tokenizer.batch_decode(sequences, skip_special_tokens=True)
+        docs = self.retriever.index.get_doc_dicts(contexts.doc_ids.cpu().numpy())
+        posteriors = torch.softmax(contexts.doc_scores.float(), dim=-1).cpu()
+        inner = contexts.doc_scores.float().cpu()
+        ids = contexts.doc_ids.cpu()
+        return [
+            Answer(
+                answer=text.strip(),
+                score=float(score),
+                passages=[
+                    Passage(int(ids[b, i]), doc["title"][i], doc["text"][i], float(posteriors[b, i]), float(inner[b, i]))
+                    for i in range(n_docs)
+                ],
+            )
+            for b, (text, score, doc) in enumerate(zip(texts, scores.tolist(), docs))
+        ]
+
+    def _generate(self, contexts: Any, n_docs: int, options: DecodingOptions) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode from the retrieved contexts: best sequence (B, T) and its log-likelihood (B,) per question."""
+        common = dict(
+            context_input_ids=contexts.context_input_ids,
+            context_attention_mask=contexts.context_attention_mask,
+            doc_scores=contexts.doc_scores,
+            n_docs=n_docs,
+            num_beams=options.num_beams,
+            max_new_tokens=options.max_new_tokens,
+            min_new_tokens=options.min_new_tokens,
+            no_repeat_ngram_size=options.no_repeat_ngram_size,
+            num_return_sequences=1,
+            return_dict_in_generate=True,
+        )
+        if self.head == "sequence":
+            out = self.model.generate(**common, decoding=options.decoding)
+            return out.sequences, out.sequences_scores
+        from .generation.sequence_decoding import _generated_log_likelihood, _target_mask
+
+        out = self.model.generate(**common, output_logits=True)
+        targets = out.sequences[:, 1:]  # (B, T-1) without the decoder start token
+        mask = _target_mask(targets[None], self._eos_ids(), self.model.config.generator.bos_token_id)[0]
+        return out.sequences, _generated_log_likelihood(out, mask)
+
+    def _eos_ids(self) -> torch.Tensor | None:
+        config = self.model.config
+        eos = config.eos_token_id if config.eos_token_id is not None else config.generator.eos_token_id
+        return None if eos is None else torch.tensor(eos, device=self.device).reshape(-1)
+
+
+def _head_of(config: RagConfig, model: str | os.PathLike) -> str:
+    """"token" or "sequence", from the checkpoint's ``architectures``."""
+    heads = {HEADS[a] for a in config.architectures or () if a in HEADS}
+    if len(heads) != 1:
+        raise ValueError(
+            f"Cannot tell the RAG head of {model} from its config's architectures ({config.architectures}); "
+            "pass head='token' or head='sequence'."
+        )
+    return heads.pop()
+
+
+def _knowledge_base(index: str | os.PathLike | tuple[str, str]) -> Any:
+    """What RagRetriever accepts as ``index=``: a loaded (and checked) knowledge base or passages + index."""
+    from .retrieval.knowledge_base import KnowledgeBase
+    from .retrieval.knowledge_base.manifest import MANIFEST_NAME
+    from .retrieval.retriever import IndexedPassages, _as_knowledge_base
+
+    if isinstance(index, tuple):
+        return IndexedPassages.load(*index)
+    if (Path(index) / MANIFEST_NAME).is_file():
+        return _as_knowledge_base(KnowledgeBase.load(index))
+    return _as_knowledge_base(index)

@@ -1,0 +1,61 @@
+"""Request and response bodies of ``POST /v1/answer``; the request's limits come from ServerSettings."""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from ragmodels.pipeline import DecodingOptions
+
+from .settings import ServerSettings
+
+_DEFAULTS = DecodingOptions()
+
+
+def request_model(settings: ServerSettings) -> type[BaseModel]:
+    """The request body class for ``settings`` (its limits also appear in the OpenAPI schema)."""
+    question = Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=settings.max_question_chars)
+    ]
+
+    class AnswerRequest(BaseModel):
+        """Questions and decoding options; unknown fields are rejected."""
+
+        model_config = ConfigDict(extra="forbid")
+
+        questions: list[question] = Field(min_length=1, max_length=settings.max_questions)
+        n_docs: int | None = Field(None, ge=1, le=settings.max_n_docs, description="passages per question (default: the model's n_docs)")
+        num_beams: int = Field(_DEFAULTS.num_beams, ge=1, le=settings.max_num_beams)
+        max_new_tokens: int = Field(_DEFAULTS.max_new_tokens, ge=1, le=settings.max_new_tokens)
+        min_new_tokens: int = Field(_DEFAULTS.min_new_tokens, ge=0, le=settings.max_new_tokens)
+        no_repeat_ngram_size: int = Field(_DEFAULTS.no_repeat_ngram_size, ge=0)
+        decoding: Literal["thorough", "fast"] = Field(_DEFAULTS.decoding, description="RAG-Sequence only")
+
+        @model_validator(mode="after")
+        def _lengths_agree(self) -> "AnswerRequest":
+            if self.min_new_tokens > self.max_new_tokens:
+                raise ValueError(f"min_new_tokens ({self.min_new_tokens}) exceeds max_new_tokens ({self.max_new_tokens})")
+            return self
+
+        def options(self) -> DecodingOptions:
+            return DecodingOptions(**self.model_dump(exclude={"questions"}))
+
+    return AnswerRequest
+
+
+class PassageOut(BaseModel):
+    id: int = Field(description="row of the passage in the knowledge base")
+    title: str
+    text: str
+    score: float = Field(description="document posterior p(z|x) = softmax of the inner products")
+    inner_product: float = Field(description="<q, d>, the retrieval score")
+
+
+class AnswerOut(BaseModel):
+    question: str
+    answer: str
+    score: float = Field(description="log p(answer | question) under the model (natural log)")
+    passages: list[PassageOut]
+
+
+class AnswerResponse(BaseModel):
+    answers: list[AnswerOut]
