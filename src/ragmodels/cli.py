@@ -71,7 +71,35 @@ def add_index_shard_command(commands: argparse._SubParsersAction) -> None:
     shard.set_defaults(func=_index_shard)
 
 
-GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_index_commands]
+def add_ask_command(subparsers: argparse._SubParsersAction) -> None:
+    """``ragmodels ask "question" ...``: answer questions with the passages used."""
+    ask = subparsers.add_parser("ask", help="answer questions, showing the passages used and their scores")
+    ask.add_argument("questions", nargs="+", help="one or more questions")
+    _pipeline_args(ask)
+    ask.add_argument("--n-docs", type=int, default=None, help="passages per question (default: the model's n_docs)")
+    ask.add_argument("--num-beams", type=int, default=4, help="beams (1: greedy)")
+    ask.add_argument("--max-new-tokens", type=int, default=32, help="most tokens per answer")
+    ask.add_argument("--json", action="store_true", help="one JSON object per question (answer, score, passages)")
+    ask.set_defaults(func=_ask)
+
+
+def add_serve_command(subparsers: argparse._SubParsersAction) -> None:
+    """``ragmodels serve ...``: the HTTP server (needs the serve extra)."""
+    serve = subparsers.add_parser("serve", help="serve answers over HTTP (pip install 'ragmodels[serve]')")
+    _pipeline_args(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-batch-size", type=int, default=8, help="questions per model call (1: no batching)")
+    serve.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a request waits to be batched")
+    serve.add_argument("--max-questions", type=int, default=16, help="most questions per request")
+    serve.add_argument("--max-question-chars", type=int, default=1000, help="longest question")
+    serve.add_argument("--max-n-docs", type=int, default=20, help="largest n_docs a request may ask for")
+    serve.add_argument("--max-new-tokens", type=int, default=128, help="largest max_new_tokens a request may ask for")
+    serve.add_argument("--timeout", type=float, default=60.0, help="seconds before a request gets 504")
+    serve.set_defaults(func=_serve)
+
+
+GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_index_commands, add_ask_command, add_serve_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +192,51 @@ def _index_import_hf(args: argparse.Namespace) -> int:
     from ragmodels.retrieval.knowledge_base import import_saved_dataset
 
     print(import_saved_dataset(args.passages_path, args.index_path, args.output, args.encoder, args.pooling).describe())
+    return 0
+
+
+# -- ask / serve handlers -------------------------------------------------------------------------
+def _pipeline_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="RAG checkpoint folder or Hub id (default: the embedded default model)")
+    parser.add_argument("--index", help="knowledge-base folder (default: the index the checkpoint names)")
+
+
+def _load_pipeline(args: argparse.Namespace):
+    from ragmodels.pipeline import RagPipeline
+
+    if args.model is None:
+        return RagPipeline.from_default(index=args.index)
+    return RagPipeline.from_pretrained(args.model, index=args.index)
+
+
+def _ask(args: argparse.Namespace) -> int:
+    answers = _load_pipeline(args).answer(args.questions, n_docs=args.n_docs, num_beams=args.num_beams,
+                                          max_new_tokens=args.max_new_tokens)
+    for question, answer in zip(args.questions, answers):
+        if args.json:
+            print(json.dumps({"question": question, **answer.to_dict()}, ensure_ascii=False))
+            continue
+        print(f"Q: {question}\nA: {answer.answer}    (log-likelihood {answer.score:.3f})")
+        for rank, p in enumerate(answer.passages, 1):
+            print(f"  [{rank}] {p.title}  p(z|x)={p.score:.3f}  <q,d>={p.inner_product:.2f}\n      {p.text}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from ragmodels.serving import ServerSettings, create_app, serve
+    except ImportError as err:
+        print(f"ragmodels: error: {err}", file=sys.stderr)
+        return 1
+    if args.model is None:  # fail now rather than in the server's loading thread
+        from ragmodels.pipeline import require_default_model
+
+        require_default_model()
+    settings = ServerSettings(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                              max_questions=args.max_questions, max_question_chars=args.max_question_chars,
+                              max_n_docs=args.max_n_docs, max_new_tokens=args.max_new_tokens,
+                              request_timeout_s=args.timeout)
+    serve(create_app(lambda: _load_pipeline(args), settings), host=args.host, port=args.port)
     return 0
 
 
