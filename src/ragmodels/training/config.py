@@ -33,6 +33,9 @@ class TrainConfig:
     adam_epsilon: float = 1e-8
     warmup_steps: int = 0
     max_grad_norm: float | None = 1.0
+    # AdamW inside the backward, gradients freed as they come (less memory, same result): None = whenever
+    # grad_accum_steps == 1, one process and max_grad_norm None; True = required; False = never (step.py).
+    optimizer_in_backward: bool | None = None
     n_docs: int | None = None
     max_question_length: int = 64
     max_answer_length: int = 32

@@ -14,9 +14,14 @@ def freeze(model: torch.nn.Module, question_encoder: bool, generator: bool) -> N
 
 
 def build_optimizer(
-    model: torch.nn.Module, learning_rate: float, weight_decay: float, eps: float = 1e-8
+    model: torch.nn.Module, learning_rate: float, weight_decay: float, eps: float = 1e-8, fused: bool | None = None
 ) -> torch.optim.AdamW:
-    """AdamW over trainable parameters; biases and norm weights (1-d tensors) get no weight decay."""
+    """AdamW over trainable parameters; biases and norm weights (1-d tensors) get no weight decay.
+
+    ``fused`` None uses torch's fused AdamW kernel where it supports every parameter (floating point on
+    CPU or GPU): one pass per tensor, no full-size temporaries (the for-each implementation allocates a
+    copy of all parameters for sqrt(v)), and the same update up to float rounding.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("The model has no trainable parameters.")
@@ -24,7 +29,16 @@ def build_optimizer(
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=learning_rate, eps=eps)
+    if fused is None:
+        fused = _fused_supported(params)
+    return torch.optim.AdamW(groups, lr=learning_rate, eps=eps, fused=fused or None)
+
+
+def _fused_supported(params: list[torch.nn.Parameter]) -> bool:
+    return all(
+        p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16)
+        and not p.is_sparse for p in params
+    )
 
 
 class LinearWarmupDecay:

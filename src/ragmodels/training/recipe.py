@@ -34,6 +34,7 @@ from .config import TrainConfig
 from .end2end import IndexRefresher, check_kb_encoder
 from .log import JsonlLog
 from .optim import build_optimizer, build_scheduler, freeze
+from .step import TrainStep, use_optimizer_in_backward
 
 @dataclass
 class TrainResult:
@@ -75,7 +76,6 @@ def _train(config: TrainConfig, components: Components | None, env: distributed.
     model.set_retriever(retriever)
     freeze(model, config.freeze_question_encoder, config.freeze_generator)
     refresher = _end_to_end(config, parts, model) if parts.ctx_encoder is not None else None
-    params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(model, config.learning_rate, config.weight_decay, config.adam_epsilon)
 
     n_examples = len(train_set.records)
@@ -93,6 +93,9 @@ def _train(config: TrainConfig, components: Components | None, env: distributed.
     if env.is_main and train_set.errors and start_step == 0:
         log.write({"step": 0, "skipped_lines": [e.to_dict() for e in train_set.errors]})
 
+    in_backward = use_optimizer_in_backward(config.optimizer_in_backward, config.grad_accum_steps, env.world_size,
+                                            config.max_grad_norm)
+    trainer = TrainStep(optimizer, config.max_grad_norm, in_backward=in_backward, env=env)
     decoder_start = model.config.generator.decoder_start_token_id
     loss, dev_metrics = math.nan, None
     bar = tqdm(total=total_steps, initial=start_step, desc="training", disable=not (config.progress_bar and env.is_main))
@@ -108,14 +111,11 @@ def _train(config: TrainConfig, components: Components | None, env: distributed.
             inputs = encode_batch(tokenizer, records, decoder_start, config.max_question_length, config.max_answer_length)
             out = model(**{k: v.to(env.device) for k, v in inputs.items()}, reduce_loss=False, n_docs=config.n_docs,
                         use_cache=False)
-            (out.loss.sum() / len(batch)).backward()
+            trainer.backward(out.loss.sum() / len(batch))
             loss_sum += out.loss.detach().sum().item()
-        distributed.sum_gradients(params, env)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm or math.inf).item()
         lr = scheduler.get_last_lr()[0]
-        optimizer.step()
+        grad_norm = trainer.step()  # sum across processes, clip, AdamW, grads to None (see step.py)
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
         loss = distributed.sum_scalar(loss_sum, env) / len(batch)
         log.write({"step": step + 1, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm})
         bar.update(1)
@@ -253,11 +253,19 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         if f.type == "bool":
             parser.add_argument(flag, dest=f.name, action="store_true", default=None)
+        elif f.type == "bool | None":  # --optimizer-in-backward true|false (unset: automatic)
+            parser.add_argument(flag, dest=f.name, type=_yes_no, metavar="{true,false}")
         elif f.name == "eval_ks":
             parser.add_argument(flag, dest=f.name, type=int, nargs="+")
         else:
             kind = {"int": int, "float": float}.get(f.type.split(" |")[0], str)
             parser.add_argument(flag, dest=f.name, type=kind)
+
+
+def _yes_no(value: str) -> bool:
+    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return value.lower() in ("true", "1", "yes")
 
 
 def main(argv: list[str] | None = None) -> int:

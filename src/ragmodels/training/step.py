@@ -1,0 +1,144 @@
+"""The recipe's optimizer step: backward, gradient sum across processes, clipping, AdamW update.
+
+Two ways to run it, with the same result (the same weights after any number of steps):
+
+* plain: every micro-batch's loss is back-propagated into ``.grad``; then gradients are summed across
+  processes, clipped by their global norm, AdamW steps once over all parameters and the gradients are
+  dropped (``set_to_none``). At the update, the gradients of the whole model (one float per weight) sit
+  beside the weights and both AdamW moments.
+* optimizer in backward (torchtune's trick): each parameter is updated by AdamW the moment its gradient
+  is complete, from a ``register_post_accumulate_grad_hook``, and its gradient is freed at once; so the
+  gradients of the whole model never coexist, and there is no separate update pass. A parameter's
+  AccumulateGrad runs after every autograd node that saved it, so updating it in place there does not
+  change any other gradient. Parameters that got no gradient are stepped after the backward with a zero
+  gradient, exactly as the plain step treats them (weight decay and moment decay still apply).
+
+The rule (``in_backward_blockers``): the update can run in the backward only when one backward makes
+the whole step's gradient, and nothing needs all gradients at once, i.e.
+  - one micro-batch per step (``grad_accum_steps == 1``): accumulation needs every gradient kept;
+  - one process (``world_size == 1``): the cross-process sum happens after the backward;
+  - no clipping by global norm (``max_grad_norm`` None): the norm is known only after the backward.
+``TrainConfig.optimizer_in_backward`` None (the default) picks it whenever the rule allows, True
+requires it (an error names what blocks it), False never uses it. The logged ``grad_norm`` is the
+global norm of the unclipped gradients either way (computed on the fly in the hooks).
+
+The one AdamW instance (``build_optimizer``) holds all state and hyper-parameters in both modes, so the
+LR scheduler and checkpoints (``optimizer.state_dict()``) are the same whichever mode ran.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from . import distributed
+
+
+def in_backward_blockers(grad_accum_steps: int, world_size: int, max_grad_norm: float | None) -> list[str]:
+    """Why the optimizer cannot run in the backward for these settings (empty: it can)."""
+    blockers = []
+    if grad_accum_steps != 1:
+        blockers.append(f"grad_accum_steps={grad_accum_steps} (gradients must accumulate over micro-batches)")
+    if world_size != 1:
+        blockers.append(f"world_size={world_size} (gradients are summed across processes after the backward)")
+    if max_grad_norm is not None and math.isfinite(max_grad_norm):
+        blockers.append(f"max_grad_norm={max_grad_norm} (clipping needs the global norm of all gradients)")
+    return blockers
+
+
+def use_optimizer_in_backward(
+    requested: bool | None, grad_accum_steps: int, world_size: int, max_grad_norm: float | None
+) -> bool:
+    """Apply the rule above: None -> whenever possible; True -> required (ValueError if blocked); False -> off."""
+    blockers = in_backward_blockers(grad_accum_steps, world_size, max_grad_norm)
+    if requested and blockers:
+        raise ValueError(
+            "optimizer_in_backward=True needs one backward per step and no global-norm clipping, but: "
+            + "; ".join(blockers) + ". Set max_grad_norm to None, grad_accum_steps to 1 and run one process, "
+            "or leave optimizer_in_backward unset."
+        )
+    return not blockers if requested is None else bool(requested)
+
+
+class TrainStep:
+    """``backward(loss)`` per micro-batch, then ``step()`` once: the update (see module doc).
+
+    ``step()`` returns the global gradient norm (before clipping) and leaves every gradient None.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        max_grad_norm: float | None = None,
+        in_backward: bool = False,
+        env: distributed.DistEnv | None = None,
+    ):
+        self.optimizer, self.in_backward, self.env = optimizer, in_backward, env
+        self.max_grad_norm = max_grad_norm
+        self.params: list[torch.nn.Parameter] = [p for g in optimizer.param_groups for p in g["params"]]
+        if in_backward:
+            use_optimizer_in_backward(True, 1, env.world_size if env is not None else 1, max_grad_norm)
+        self._group_of: dict[int, dict] = {}
+        self._norms: list[torch.Tensor] = []
+        self._updated: set[torch.nn.Parameter] = set()
+        self._backwards = 0
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if not self.in_backward:
+            loss.backward()
+            return
+        if self._backwards:
+            raise RuntimeError("With the optimizer in the backward, each step takes exactly one backward.")
+        self._backwards += 1
+        self._group_of = {id(p): group for group in self.optimizer.param_groups for p in group["params"]}
+        handles = [p.register_post_accumulate_grad_hook(self._update_now) for p in self.params]
+        try:
+            loss.backward()
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def step(self) -> float:
+        """Finish the step: update every parameter not yet updated; return the global gradient norm."""
+        if self.in_backward:
+            missed = [p for p in self.params if p not in self._updated]
+            self._group_of = {id(p): group for group in self.optimizer.param_groups for p in group["params"]}
+            for p in missed:  # no gradient reached it: the plain step would use zeros
+                p.grad = torch.zeros_like(p)
+                self._norms.append(torch.linalg.vector_norm(p.grad))
+            self._step_only(missed)
+            norms, self._norms, self._updated, self._backwards = self._norms, [], set(), 0
+            return torch.linalg.vector_norm(torch.stack(norms)).item() if norms else 0.0
+        distributed.sum_gradients(self.params, self.env or _SINGLE)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm or math.inf).item()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return grad_norm
+
+    def _update_now(self, p: torch.nn.Parameter) -> None:
+        """Post-accumulate-grad hook: AdamW on ``p`` alone (its group's state and current lr), then free its grad."""
+        self._norms.append(torch.linalg.vector_norm(p.grad))
+        self._step_only([p])
+        self._updated.add(p)
+
+    def _step_only(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """``optimizer.step()`` restricted to ``params`` (their groups' hyper-parameters), grads then freed."""
+        if not params:
+            return
+        by_group: dict[int, tuple[dict, list[torch.nn.Parameter]]] = {}
+        for p in params:
+            group = self._group_of[id(p)]
+            by_group.setdefault(id(group), (group, []))[1].append(p)
+        saved = self.optimizer.param_groups
+        self.optimizer.param_groups = [{**group, "params": chosen} for group, chosen in by_group.values()]
+        try:
+            self.optimizer.step()
+        finally:
+            self.optimizer.param_groups = saved
+        for p in params:
+            p.grad = None
+
+
+_SINGLE = distributed.DistEnv(rank=0, world_size=1, device=torch.device("cpu"))
