@@ -26,7 +26,7 @@ from transformers import GenerationConfig, GenerationMixin, LogitsProcessorList,
 from transformers.generation.utils import GENERATION_MODES_MAPPING, GenerationMode
 from transformers.modeling_outputs import Seq2SeqLMOutput
 
-from .passages import EncodedPassages, select_rows
+from .passages import EncodedPassages, reorder_self_attention, select_rows
 
 SUPPORTED_MODES = (
     GenerationMode.GREEDY_SEARCH,
@@ -69,7 +69,7 @@ class PassageDecodingStep(GenerationMixin):
             log_probs = self._combine(logits[:, -1], self.doc_log_probs)  # (G, V)
             log_probs = log_probs.repeat_interleave(copies, dim=0)  # (G*E, V)
             rows = self._rows()  # (G*E*k,) passage of each decoder row
-            cache = select_rows(cache, rows, rows)  # the one copy of cross-attention states per row
+            cache = select_rows(cache, rows)  # the one copy of the passages' states per decoder row
         else:
             decoder_ids = input_ids.repeat_interleave(k, dim=0)  # (G*E*k, 1)
             logits, cache = self.passages.decode(decoder_ids, self._passage_rows, cache)  # (G*E*k, 1, V)
@@ -81,7 +81,7 @@ class PassageDecodingStep(GenerationMixin):
         """Loop row i continues loop row beam_idx[i] (same group): move its k self-attention rows."""
         k = self.k
         index = (beam_idx.to(self.device)[:, None] * k + torch.arange(k, device=self.device)).reshape(-1)  # (G*E*k,)
-        return select_rows(cache, index, None)
+        return reorder_self_attention(cache, index)
 
     @contextlib.contextmanager
     def _optimize_model_for_decode(self):

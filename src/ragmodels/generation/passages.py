@@ -14,22 +14,37 @@ t decoder tokens per call, V vocabulary.
 from __future__ import annotations
 
 import torch
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
+
+
+def _layers(kv: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
+    """A DynamicCache holding these per-layer (keys, values) as they are (no copy)."""
+    cache = DynamicCache()
+    for keys, values in kv:
+        layer = DynamicLayer()
+        layer.lazy_initialization(keys, values)
+        layer.keys, layer.values = keys, values
+        cache.layers.append(layer)
+    return cache
 
 
 def _new_cache(
     self_kv: list[tuple[torch.Tensor, torch.Tensor]], cross_kv: list[tuple[torch.Tensor, torch.Tensor]]
 ) -> EncoderDecoderCache:
     """An EncoderDecoderCache holding the given per-layer (keys, values) of shape (R, heads, len, head_dim)."""
-    self_cache, cross_cache = DynamicCache(), DynamicCache()
-    for layer_idx, (k, v) in enumerate(self_kv):
-        self_cache.update(k, v, layer_idx)
-    for layer_idx, (k, v) in enumerate(cross_kv):
-        cross_cache.update(k, v, layer_idx)
-    cache = EncoderDecoderCache(self_cache, cross_cache)
+    cache = EncoderDecoderCache(_layers(self_kv), _layers(cross_kv))
     for layer_idx in range(len(cross_kv)):
         cache.is_updated[layer_idx] = True  # cross-attention reads these keys/values, never recomputes them
+    return cache
+
+
+def reorder_self_attention(cache: EncoderDecoderCache, index: torch.LongTensor) -> EncoderDecoderCache:
+    """In place: self-attention row r becomes row index[r]; cross-attention (shared per passage) untouched."""
+    for layer in cache.self_attention_cache.layers:
+        if layer.is_initialized and layer.keys.numel():
+            layer.keys = layer.keys.index_select(0, index)
+            layer.values = layer.values.index_select(0, index)
     return cache
 
 
@@ -97,18 +112,13 @@ class EncodedPassages:
             self.decode(start, None, None)
 
 
-def select_rows(cache: EncoderDecoderCache, index: torch.LongTensor, cross_index: torch.LongTensor | None) -> EncoderDecoderCache:
-    """A cache whose row r is row index[r] of ``cache`` (self-attention); cross-attention by ``cross_index``.
+def select_rows(cache: EncoderDecoderCache, index: torch.LongTensor) -> EncoderDecoderCache:
+    """A new cache whose row r is row index[r] of ``cache``, self- and cross-attention (copies)."""
 
-    cross_index None keeps the cross-attention tensors as they are (same rows, no copy).
-    """
-    self_kv = [(l.keys.index_select(0, index), l.values.index_select(0, index)) for l in cache.self_attention_cache.layers]
-    cross_layers = cache.cross_attention_cache.layers
-    if cross_index is None:
-        cross_kv = [(l.keys, l.values) for l in cross_layers]
-    else:
-        cross_kv = [(l.keys.index_select(0, cross_index), l.values.index_select(0, cross_index)) for l in cross_layers]
-    return _new_cache(self_kv, cross_kv)
+    def pick(layers) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(l.keys.index_select(0, index), l.values.index_select(0, index)) for l in layers]
+
+    return _new_cache(pick(cache.self_attention_cache.layers), pick(cache.cross_attention_cache.layers))
 
 
 def sequence_log_likelihood(
