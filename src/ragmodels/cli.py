@@ -99,7 +99,18 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> None:
     serve.set_defaults(func=_serve)
 
 
-GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [add_index_commands, add_ask_command, add_serve_command]
+def add_train_eval_commands(subparsers: argparse._SubParsersAction) -> None:
+    """``ragmodels train`` and ``ragmodels eval``, registered by their own packages."""
+    from ragmodels.evaluation.command import add_eval_command
+    from ragmodels.training.command import add_train_command
+
+    add_train_command(subparsers)
+    add_eval_command(subparsers)
+
+
+GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_index_commands, add_ask_command, add_serve_command, add_train_eval_commands,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
