@@ -69,7 +69,7 @@ class DecodingOptions:
 
 
 def default_model_dir() -> Path:
-    """Folder of the embedded default model (a checkpoint folder with its saved retriever and index)."""
+    """Folder of the embedded default model (its layout and loading: ``ragmodels.default``)."""
     return Path(__file__).parent / "default"
 
 
