@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -106,17 +105,6 @@ def test_missing_default_model_is_a_clear_error(default_dir, capsys):
         RagPipeline.from_default()
     assert main(["ask", "What is the capital of Peru?"]) == 1
     assert "embedded default model is not part of this installation" in capsys.readouterr().err
-
-
-def test_default_model_is_a_checkpoint_with_its_saved_retriever(default_dir, tiny_rag_checkpoint, tiny_knowledge_base):
-    """The contract for src/ragmodels/default/: a checkpoint folder plus retriever.save_pretrained's index."""
-    shutil.copytree(tiny_rag_checkpoint("token"), default_dir)
-    loaded = RagPipeline.from_pretrained(default_dir, index=tiny_knowledge_base)
-    loaded.retriever.save_pretrained(default_dir)  # hf_dataset/ + hf_dataset_index.faiss beside the config
-    shutil.copy(tiny_rag_checkpoint("token") / "config.json", default_dir)  # config without absolute index paths
-    default = RagPipeline.from_default(device="cpu")
-    assert default.num_passages == 12
-    assert [a.to_dict() for a in default.answer(QUESTIONS, FAST)] == [a.to_dict() for a in loaded.answer(QUESTIONS, FAST)]
 
 
 def test_ask_prints_json_and_text(tiny_rag_checkpoint, tiny_knowledge_base, capsys):
