@@ -28,18 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/ragdefault"))
     parser.add_argument("--head", choices=("token", "sequence"), default="token")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--warmup", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=40)
     parser.add_argument("--n-docs", type=int, default=3)
     parser.add_argument("--max-combined-length", type=int, default=64)
-    parser.add_argument("--vocab-size", type=int, default=3000)
-    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--vocab-size", type=int, default=4000)
+    parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--ffn", type=int, default=512)
     parser.add_argument("--dev-questions", type=int, default=96, help="dev questions evaluated after each epoch")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--export", action="store_true", help="write the trained model into src/ragmodels/default/")
     parser.add_argument("--export-only", action="store_true", help="export the already trained run in --work")
     args = parser.parse_args(argv)
@@ -94,7 +94,7 @@ def export(args, parts, kb, run: Path, data: Path, report: dict, gold: dict, sec
     """Write the fp16 default into run/default and check that it answers the test set as the fp32 model."""
     from ragmodels.default import export_default, load_default
 
-    info = {"head": args.head, "n_docs": args.n_docs, "epochs": args.epochs, "learning_rate": args.lr,
+    info = {"question_encoder_scale": c.QUESTION_SCALE, "head": args.head, "n_docs": args.n_docs, "epochs": args.epochs, "learning_rate": args.lr,
             "batch_size": args.batch_size, "generator": {"d_model": args.d_model, "layers": args.layers,
             "ffn": args.ffn, "vocab_size": args.vocab_size}, "train_seconds": round(seconds),
             "test": {k: v for k, v in report.items() if k != "predictions"}}

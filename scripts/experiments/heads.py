@@ -1,8 +1,8 @@
 """Experiment (a): closed-book generator vs RAG-Token vs RAG-Sequence on the GeoQA test entities.
 
-    python scripts/experiments/heads.py --work /tmp/rx_heads [--epochs 5] [--out results/heads.md]
+    python scripts/experiments/heads.py --work /tmp/rx_heads [--epochs 5] [--out FILE.md]
 
-All three share the generator size (BART, d_model 128, 2+2 layers, ffn 512, 3k BPE vocabulary learned from
+All three share the generator size (BART, d_model 128, 2+2 layers, ffn 512, 4k byte-level BPE vocabulary learned from
 the corpus), the optimizer (AdamW, lr 2e-3, 40 warm-up steps, linear decay), batch size and epochs. The
 closed-book model reads the question only; the RAG models read each of the top n_docs=3 passages retrieved
 by the frozen MiniLM question encoder, trained by the project's recipe. Finished runs in --work are reused.
@@ -18,6 +18,8 @@ from pathlib import Path
 
 from ragmodels.experiments import common as c
 
+RESULTS = Path(__file__).resolve().parents[2] / "src" / "ragmodels" / "experiments" / "results"
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -27,7 +29,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--n-docs", type=int, default=3)
     p.add_argument("--kinds", nargs="+", default=["closed", "token", "sequence"])
-    p.add_argument("--out", type=Path, default=Path("results/heads.md"))
+    p.add_argument("--out", type=Path, default=RESULTS / "heads.md", help="markdown file the table is written to")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     c.set_threads(args.threads)
@@ -44,7 +46,7 @@ def main(argv=None) -> int:
             print(f"{kind}: reusing {report_file}")
             continue
         started = time.perf_counter()
-        tokenizer = c.train_tokenizer(data, 3000)
+        tokenizer = c.train_tokenizer(data)
         generator = c.new_generator(tokenizer, **c.SMALL)
         if kind == "closed":
             c.train_closed_book(generator, tokenizer, c.read(data / "train.jsonl"), epochs=args.epochs, lr=args.lr,

