@@ -40,7 +40,7 @@ def test_gather_across_chunks_equals_take(float_type):
 
 
 def test_direct_mmap_load_matches_load_from_disk(tmp_path):
-    Dataset(chunked_table(n=40, chunk=9)).save_to_disk(str(tmp_path / "p"), max_shard_size="2KB")
+    Dataset(chunked_table(n=40, chunk=9)).save_to_disk(str(tmp_path / "p"), num_shards=3)
     store = PassageStore.load(tmp_path / "p")
     reference = load_from_disk(str(tmp_path / "p"))
     assert len(list((tmp_path / "p").glob("*.arrow"))) > 1
