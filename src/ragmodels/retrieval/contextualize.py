@@ -3,13 +3,40 @@
 The strings and their tokenization are the reference's ``RagRetriever.postprocess_docs`` byte for
 byte: one surrounding double quote is stripped from each title, every double space of the joined
 string becomes one space, and the batch is truncated and padded to ``max_combined_length``.
+
+Fast path (``ContextCache``): the reference re-tokenizes every passage for every question. Where it
+is provably the same, the passage part ``prefix + title + title_sep + text`` is tokenized once per
+passage (bounded LRU cache) and the question part ``doc_sep + question`` once per question; their ids
+are concatenated, truncated, wrapped in the special tokens and padded exactly as the tokenizer's own
+call does. Why the concatenation is exact (``_fast_plan`` / ``_passage_ids``):
+  - ``str.replace("  ", " ")`` of the joined string equals that of the two parts when the passage
+    part does not end with a space (``doc_sep`` starts with one), so no match straddles the split;
+  - the tokenizer is a ``tokenizers`` backend whose normalizer acts character by character or per
+    grapheme (NFC/NFD/NFKC/NFKD, SentencePiece ``Precompiled``, space-run ``Replace``): after a
+    character that is not whitespace, a mark, a format character or a grapheme "Prepend", a space
+    starts a new grapheme, so normalizing the parts separately gives the same string;
+  - its pre-tokenizer always cuts before a space that follows a non-space (byte-level BPE's regex,
+    ``WhitespaceSplit``/``Whitespace``, ``Metaspace`` with split, which does not prepend to a part that
+    already starts with a space), and the model (BPE without dropout, Unigram) encodes pre-tokens
+    independently;
+  - no added token contains whitespace, and none with ``rstrip`` ends the passage part (it would eat
+    the space of ``doc_sep``).
+Anything else (another tokenizer, a passage ending in whitespace, a ``doc_sep`` not starting with a
+space, left truncation, an odd tensor type) takes the reference's single tokenizer call, row by row
+where only some rows qualify. tests/retrieval/test_contextualize_fast.py checks the equality on
+random and edge-case strings for BART and T5 tokenizers.
 """
 
 from __future__ import annotations
 
+import json
+import unicodedata
+from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 
@@ -37,8 +64,17 @@ def contextualized_strings(doc_dicts: Sequence[dict], questions: Sequence[str], 
 
 def contextualize(doc_dicts: Sequence[dict], questions: Sequence[str], tokenizer: PreTrainedTokenizerBase, *,
                   prefix: str | None, title_sep: str, doc_sep: str, max_length: int,
-                  return_tensors: str | None = None) -> tuple[Any, Any]:
-    """Tokenize all contextualized strings at once -> (input_ids, attention_mask), (bs * n_docs, max_length)."""
+                  return_tensors: str | None = None, cache: "ContextCache | None" = None) -> tuple[Any, Any]:
+    """Tokenize all contextualized strings -> (input_ids, attention_mask), (bs * n_docs, max_length).
+
+    With ``cache`` (a ``ContextCache`` of this tokenizer), passages and questions are tokenized once each
+    where that provably gives the same ids (module docstring); otherwise one tokenizer call for all.
+    """
+    if cache is not None and cache.tokenizer is tokenizer and return_tensors in (None, "np", "pt"):
+        fast = cache.contextualize(doc_dicts, questions, prefix=prefix, title_sep=title_sep, doc_sep=doc_sep,
+                                   max_length=max_length, return_tensors=return_tensors)
+        if fast is not None:
+            return fast
     strings = contextualized_strings(doc_dicts, questions, prefix, title_sep, doc_sep)
     encoded = tokenizer(strings, max_length=max_length, return_tensors=return_tensors,
                         padding="max_length", truncation=True)
@@ -52,3 +88,226 @@ def tokenize_docs(doc_dicts: Sequence[dict], tokenizer: PreTrainedTokenizerBase,
     texts = [text for docs in doc_dicts for text in docs["text"]]
     encoded = tokenizer(titles, texts, truncation=True, padding="longest", return_tensors=return_tensors)
     return encoded["input_ids"], encoded["attention_mask"]
+
+
+# -- fast path ------------------------------------------------------------------------------------
+# Unicode grapheme-break "Prepend" characters (a grapheme never breaks after them; UAX #29).
+_PREPEND = frozenset(
+    [*range(0x0600, 0x0606), 0x06DD, 0x070F, 0x0890, 0x0891, 0x08E2, 0x0D4E, 0x110BD, 0x110CD, 0x111C2, 0x111C3,
+     0x1193F, 0x11941, 0x11A3A, *range(0x11A84, 0x11A8A), 0x11D46, 0x11F02]
+)
+_UNSAFE_CATEGORIES = ("M", "C", "Z")  # marks, control/format/private/unassigned, separators
+_NORMALIZERS = {"NFC", "NFD", "NFKC", "NFKD", "Precompiled"}
+_SPLITTING_PRE_TOKENIZERS = {"WhitespaceSplit", "Whitespace"}
+
+
+def _safe_last_char(string: str) -> bool:
+    """A split after this string's last character is a grapheme and pre-token boundary before a space."""
+    if not string:
+        return False
+    ch = string[-1]
+    return not (ch.isspace() or unicodedata.category(ch)[0] in _UNSAFE_CATEGORIES or ord(ch) in _PREPEND)
+
+
+def _normalizer_ok(spec: dict | None) -> bool:
+    if spec is None:
+        return True
+    kind = spec.get("type")
+    if kind == "Sequence":
+        return all(_normalizer_ok(s) for s in spec.get("normalizers", []))
+    if kind == "Replace":  # only space runs -> one space (SentencePiece-style)
+        pattern = spec.get("pattern", {})
+        text = pattern.get("String", pattern.get("Regex"))
+        return text in ("  ", " {2,}", " +") and spec.get("content") == " "
+    return kind in _NORMALIZERS
+
+
+def _pre_tokenizer_ok(spec: dict | None) -> bool:
+    if spec is None:
+        return False  # no pre-tokenizer: a BPE/Unigram model would see the whole string at once
+    kind = spec.get("type")
+    if kind == "Sequence":
+        parts = spec.get("pretokenizers", [])
+        # the first one must cut at the split; later ones then only see the two sides separately
+        return bool(parts) and _pre_tokenizer_ok(parts[0]) and all(
+            _pre_tokenizer_ok(p) or p.get("type") == "ByteLevel" for p in parts[1:]
+        )
+    if kind == "ByteLevel":
+        return bool(spec.get("use_regex", True))
+    if kind == "Metaspace":
+        return bool(spec.get("split", True)) and spec.get("replacement") == "\u2581"
+    return kind in _SPLITTING_PRE_TOKENIZERS
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How the tokenizer's call wraps, truncates and pads a single sequence of content ids."""
+
+    head: tuple[int, ...]  # special tokens before the content
+    tail: tuple[int, ...]  # special tokens after it
+    pad_id: int
+    pad_left: bool
+    rstrip_tokens: tuple[str, ...]  # added tokens that eat the whitespace after them
+    normalize: Any  # the backend normalizer's normalize_str, or None
+
+
+def _fast_plan(tokenizer: PreTrainedTokenizerBase) -> _Plan | None:
+    """The plan when the concatenation argument of the module docstring holds for ``tokenizer``, else None."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or tokenizer.pad_token_id is None or getattr(tokenizer, "split_special_tokens", False):
+        return None
+    if tokenizer.truncation_side != "right" or tokenizer.padding_side not in ("left", "right"):
+        return None
+    if "attention_mask" not in tokenizer.model_input_names:
+        return None
+    try:
+        spec = json.loads(backend.to_str())
+    except Exception:  # noqa: BLE001 - a backend we cannot inspect is one we cannot prove
+        return None
+    model = spec.get("model") or {}
+    if model.get("type") not in ("BPE", "Unigram") or model.get("dropout") not in (None, 0, 0.0):
+        return None
+    if not (_normalizer_ok(spec.get("normalizer")) and _pre_tokenizer_ok(spec.get("pre_tokenizer"))):
+        return None
+    added = spec.get("added_tokens") or []
+    if any(any(ch.isspace() for ch in t["content"]) for t in added):
+        return None
+    rstrip_tokens = tuple(t["content"] for t in added if t.get("rstrip"))
+    # the special tokens of a single sequence, read off two probes
+    head = tail = None
+    for probe in ("a b", "b / a"):
+        content = tokenizer(probe, add_special_tokens=False)["input_ids"]
+        full = tokenizer(probe)["input_ids"]
+        starts = [i for i in range(len(full) - len(content) + 1) if full[i : i + len(content)] == content]
+        if len(content) == 0 or len(starts) != 1:
+            return None
+        h, t = tuple(full[: starts[0]]), tuple(full[starts[0] + len(content) :])
+        if head is not None and (h, t) != (head, tail):
+            return None
+        head, tail = h, t
+    if tokenizer.num_special_tokens_to_add(pair=False) != len(head) + len(tail):
+        return None
+    normalizer = backend.normalizer
+    return _Plan(head, tail, int(tokenizer.pad_token_id), tokenizer.padding_side == "left", rstrip_tokens,
+                 None if normalizer is None else normalizer.normalize_str)
+
+
+class ContextCache:
+    """Token ids of passage parts (bounded LRU) for the fast contextualization path of one generator tokenizer.
+
+    ``max_passages`` bounds the memory: about 1-2 KiB per cached passage of ~100 words.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_passages: int = 16_384):
+        self.tokenizer = tokenizer
+        self.max_passages = max_passages
+        self.plan = _fast_plan(tokenizer)
+        self.vocab_size = len(tokenizer)
+        self._passages: OrderedDict[tuple, tuple[int, ...] | None] = OrderedDict()
+        self.hits = self.misses = self.fallbacks = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.plan is not None
+
+    def clear(self) -> None:
+        self._passages.clear()
+
+    def _passage_ids(self, keys: list[tuple]) -> list[tuple[int, ...] | None]:
+        """Content ids of each passage part (None where the split is not provably safe)."""
+        out: list = [None] * len(keys)
+        missing: dict[tuple, list[int]] = {}
+        for i, key in enumerate(keys):
+            try:
+                out[i] = self._passages[key]
+                self._passages.move_to_end(key)
+                self.hits += 1
+            except KeyError:
+                missing.setdefault(key, []).append(i)
+        if not missing:
+            return out
+        plan = self.plan
+        todo_keys, todo_strings = [], []
+        for key in missing:
+            prefix, title_sep, title, text = key
+            raw = prefix + title.removeprefix('"').removesuffix('"') + title_sep + text
+            part = raw.replace("  ", " ")
+            ok = not raw.endswith(" ") and _safe_last_char(part)
+            if ok and plan.normalize is not None:
+                ok = _safe_last_char(plan.normalize(part))
+            if ok and any(part.endswith(t) for t in plan.rstrip_tokens):
+                ok = False
+            if ok:
+                todo_keys.append(key)
+                todo_strings.append(part)
+            else:
+                self._store(key, None)
+        if todo_strings:
+            encoded = self.tokenizer(todo_strings, add_special_tokens=False)["input_ids"]
+            for key, ids in zip(todo_keys, encoded):
+                self._store(key, tuple(ids))
+        self.misses += len(missing)
+        for key, positions in missing.items():
+            for i in positions:
+                out[i] = self._passages.get(key)
+        return out
+
+    def _store(self, key: tuple, value) -> None:
+        self._passages[key] = value
+        if len(self._passages) > self.max_passages:
+            self._passages.popitem(last=False)
+
+    def _question_ids(self, questions: Sequence[str], doc_sep: str) -> list[tuple[int, ...] | None]:
+        plan = self.plan
+        parts = [(doc_sep + q).replace("  ", " ") for q in questions]
+        ok = [
+            len(p) > 0 and p[0] == " " and (plan.normalize is None or plan.normalize(p)[:1] == " ") for p in parts
+        ]
+        good = [p for p, k in zip(parts, ok) if k]
+        encoded = iter(self.tokenizer(good, add_special_tokens=False)["input_ids"] if good else [])
+        return [tuple(next(encoded)) if k else None for k in ok]
+
+    def contextualize(self, doc_dicts: Sequence[dict], questions: Sequence[str], *, prefix: str | None,
+                      title_sep: str, doc_sep: str, max_length: int,
+                      return_tensors: str | None = None) -> tuple[Any, Any] | None:
+        """(input_ids, attention_mask) as the tokenizer's call would give them; None when the fast path does not apply."""
+        plan = self.plan
+        if plan is None or max_length < len(plan.head) + len(plan.tail) + 1:
+            return None
+        prefix = prefix or ""
+        keys, question_of = [], []
+        for q, (docs, _) in enumerate(zip(doc_dicts, questions, strict=True)):
+            for title, text in zip(docs["title"], docs["text"], strict=True):
+                keys.append((prefix, title_sep, title, text))
+                question_of.append(q)
+        passage_ids = self._passage_ids(keys)
+        question_ids = self._question_ids(questions, doc_sep)
+        n = len(keys)
+        input_ids = np.full((n, max_length), plan.pad_id, dtype=np.int64)
+        mask = np.zeros((n, max_length), dtype=np.int64)
+        room = max_length - len(plan.head) - len(plan.tail)
+        slow = []
+        for i, (a, q) in enumerate(zip(passage_ids, question_of)):
+            b = question_ids[q]
+            if a is None or b is None:
+                slow.append(i)
+                continue
+            row = plan.head + (a + b)[:room] + plan.tail if len(a) + len(b) > room else plan.head + a + b + plan.tail
+            start = max_length - len(row) if plan.pad_left else 0
+            input_ids[i, start : start + len(row)] = row
+            mask[i, start : start + len(row)] = 1
+        if slow:
+            self.fallbacks += len(slow)
+            strings = [
+                combine(keys[i][2], keys[i][3], questions[question_of[i]], prefix, title_sep, doc_sep) for i in slow
+            ]
+            encoded = self.tokenizer(strings, max_length=max_length, padding="max_length", truncation=True)
+            input_ids[slow] = np.asarray(encoded["input_ids"], dtype=np.int64)
+            mask[slow] = np.asarray(encoded["attention_mask"], dtype=np.int64)
+        if return_tensors is None:
+            return input_ids.tolist(), mask.tolist()
+        if return_tensors == "pt":
+            import torch
+
+            return torch.from_numpy(input_ids), torch.from_numpy(mask)
+        return input_ids, mask

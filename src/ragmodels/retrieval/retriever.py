@@ -26,7 +26,7 @@ from .._io import staged_dir
 from ..config import RagConfig
 from ..tokenization import RagTokenizer
 from . import hub
-from .contextualize import contextualize, decode_questions, tokenize_docs
+from .contextualize import ContextCache, contextualize, decode_questions, tokenize_docs
 from .index import FaissIndex, require_complete
 from .legacy import LegacyIndex
 from .passages import PassageStore
@@ -121,6 +121,7 @@ class RagRetriever:
         self.batch_size = config.retrieval_batch_size  # kept for API parity; search is never chunked
         self.ctx_encoder_tokenizer: PreTrainedTokenizerBase | None = None
         self.return_tokenized_docs = False
+        self._context_cache: ContextCache | None = None
         self.index = self._build_index(config) if index is None else self._knowledge_base(index)
         self._init_retrieval = init_retrieval
         if init_retrieval:
@@ -207,6 +208,14 @@ class RagRetriever:
         question_hidden_states = self._check_query(question_hidden_states, n_docs)  # (bs, d)
         return self.index.retrieve(question_hidden_states, n_docs)
 
+    @property
+    def context_cache(self) -> ContextCache:
+        """Passage token ids of the generator tokenizer, reused across calls (see ``contextualize``)."""
+        cache = getattr(self, "_context_cache", None)
+        if cache is None or cache.tokenizer is not self.generator_tokenizer or cache.vocab_size != len(cache.tokenizer):
+            cache = self._context_cache = ContextCache(self.generator_tokenizer)  # new tokenizer, or tokens added
+        return cache
+
     def set_ctx_encoder_tokenizer(self, ctx_encoder_tokenizer: PreTrainedTokenizerBase) -> None:
         """End-to-end training: also return the retrieved passages tokenized for the context encoder."""
         self.ctx_encoder_tokenizer = ctx_encoder_tokenizer
@@ -232,6 +241,7 @@ class RagRetriever:
         context_input_ids, context_attention_mask = contextualize(
             docs, questions, self.generator_tokenizer, prefix=prefix, title_sep=self.config.title_sep,
             doc_sep=self.config.doc_sep, max_length=self.config.max_combined_length, return_tensors=return_tensors,
+            cache=self.context_cache,
         )
         outputs = {
             "context_input_ids": context_input_ids,
