@@ -29,7 +29,8 @@ def cases(seed: int, n_questions: int = 6, n_docs: int = 5):
     docs = []
     for _ in range(n_questions):
         titles = [rng.choice([random_string(rng, 4), '""', '"' + random_string(rng, 3) + '"', "", '"quoted']) for _ in range(n_docs)]
-        texts = [random_string(rng, rng.choice([3, 30, 120])) for _ in range(n_docs)]
+        texts = [random_string(rng, rng.choice([3, 30, 120])) + rng.choice(["", ".", "x", "é", "日本", "😀", "'s"] * 2 + [" "])
+                 for _ in range(n_docs)]  # mostly a safe end (fast path), sometimes not (fallback)
         docs.append({"title": titles, "text": texts})
     questions = [random_string(rng, 8) or "q" for _ in range(n_questions)]
     return docs, questions
