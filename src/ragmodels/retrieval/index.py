@@ -7,6 +7,10 @@ Kinds (every kind answers with inner-product scores, whatever its internal metri
                |q' - x'|^2 = |q|^2 + max_norm^2 - 2<q, x> and the L2 order is the inner-product order.
   - "ivf_pq":  inverted lists + product quantization (compressed; trained on a sample).
   - "ivf_sq8": inverted lists + 8-bit scalar quantization (compressed; trained on a sample).
+Any kind can re-rank exactly (``set_refine``): search ``refine_factor * k`` candidates, re-score them with
+exact inner products from the stored passage embeddings (memory-mapped, no copy in RAM; what faiss'
+IndexRefineFlat does with an in-RAM copy) and keep the top ``k`` -- the usual remedy for the recall
+lost to compression. ``IndexedPassages`` points it at its passages' embeddings.
 Indexes built elsewhere (``datasets.Dataset.add_faiss_index``, DPR's files) are wrapped as they are; an
 index whose kind is none of the above is reported as kind "other" and still searched in one call.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -69,6 +74,8 @@ class FaissIndex:
         # L2 HNSW indexes are the norm-augmented kind (ours and DPR's) unless said otherwise.
         self.augmented = (self.kind == "hnsw" and self.metric == "l2") if augmented is None else augmented
         self.max_norm = max_norm if max_norm is not None else self._stored_max_norm()
+        self.refine_factor = 1  # > 1: exact re-ranking of refine_factor * k candidates (set_refine)
+        self.refine_vectors: Callable[[np.ndarray], np.ndarray] | None = None
 
     # -- properties -------------------------------------------------------------------------------
     @property
@@ -121,6 +128,19 @@ class FaissIndex:
         if nprobe is not None and self.kind in ("ivf_pq", "ivf_sq8"):
             faiss.extract_index_ivf(self.faiss_index).nprobe = int(nprobe)
 
+    def set_refine(self, factor: int = 1, vectors: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        """Re-rank ``factor * k`` candidates exactly (``factor`` 1 turns it off).
+
+        ``vectors(ids)`` returns the exact float embeddings of an id array of any shape, (*ids.shape, d)
+        (e.g. ``PassageStore.embeddings``); without it, the index's own (decoded) vectors are used, which
+        only helps kinds that store vectors exactly (hnsw).
+        """
+        if factor < 1:
+            raise ValueError(f"refine factor must be >= 1, got {factor}.")
+        self.refine_factor = int(factor)
+        if vectors is not None:
+            self.refine_vectors = vectors
+
     # -- querying ---------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` for every query in ONE faiss call: scores float32 (bs, k), ids int64 (bs, k).
@@ -130,6 +150,8 @@ class FaissIndex:
         queries = self._check_vectors(queries, "query vectors")  # (bs, d)
         if k < 1:
             raise ValueError(f"k must be a positive number of results, got {k}.")
+        if self.refine_factor > 1 and self.ntotal > k:
+            return self._refined_search(queries, k)
         faiss_queries = np.hstack([queries, np.zeros((len(queries), 1), np.float32)]) if self.augmented else queries
         distances, ids = self.faiss_index.search(faiss_queries, k)  # (bs, k), (bs, k)
         ids = ids.astype(np.int64, copy=False)
@@ -142,6 +164,20 @@ class FaissIndex:
             scores = np.einsum("bd,bkd->bk", queries, self.reconstruct(np.maximum(ids, 0)))
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
         return scores, ids
+
+    def _refined_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``refine_factor * k`` from the index, re-scored with exact inner products, top ``k`` kept."""
+        factor, self.refine_factor = self.refine_factor, 1
+        try:
+            _, candidates = self.search(queries, min(k * factor, self.ntotal))  # (bs, K)
+        finally:
+            self.refine_factor = factor
+        vectors = self.refine_vectors or self.reconstruct
+        stored = np.asarray(vectors(np.maximum(candidates, 0)), dtype=np.float32)  # (bs, K, d)
+        exact = np.einsum("bd,bkd->bk", queries, stored)
+        exact = np.where(candidates < 0, -np.inf, exact).astype(np.float32)
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :k]  # (bs, k)
+        return np.take_along_axis(exact, order, 1), np.take_along_axis(candidates, order, 1)
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         """Stored (for compressed kinds: decoded) embeddings of ``ids`` of any shape -> float32 (*ids.shape, d)."""

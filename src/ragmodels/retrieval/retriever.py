@@ -89,6 +89,8 @@ class IndexedPassages:
                     f"The index {self.index.path} holds {self.index.ntotal} vectors but the passages at "
                     f"{self.passages.source} are {len(self.passages)}; they do not belong together."
                 )
+        if getattr(self.index, "refine_vectors", True) is None:
+            self.index.refine_vectors = self.passages.embeddings  # exact re-ranking reads the passages' vectors
 
     @property
     def dimension(self) -> int:
