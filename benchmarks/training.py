@@ -1,47 +1,70 @@
 """One optimizer step (forward, backward, AdamW update) of ragmodels vs transformers' RAG, same weights and batch.
 
-    python benchmarks/training.py [--kind token sequence] [--context-length 128] [--device cpu]
+    python benchmarks/training.py [--kind token sequence] [--steps 1] [--context-length 128] [--device cpu]
 
-BART-base-sized random generator, BERT-base-sized random DPR question encoder, n_docs=5, batch 4,
-32 target tokens; contexts are given directly (no retriever): context_input_ids / context_attention_mask
-and doc_scores = <q, d_i> from the question encoder and fixed random passage embeddings. Each
-implementation runs in its own subprocess, one measured step after one warm-up step. Memory: on CPU the
-peak RSS above the RSS before the step (/proc VmHWM after a reset via clear_refs), on GPU
-max_memory_allocated above the allocation before the step. Helpers are local (benchmarks/_common.py
-did not exist when this was written).
+BART-base-sized random generator, BERT-base-sized random DPR question encoder (~250M parameters),
+n_docs=5, batch 4, 32 target tokens; contexts are given directly (no retriever): context_input_ids /
+context_attention_mask and doc_scores = <q, d_i> from the question encoder and fixed random passage
+embeddings. Dropout off, so both sides compute the same loss.
+
+Each run is its own fresh subprocess that loads the same weights (built once from a seed, in another
+subprocess, and saved to a temporary safetensors file), so no run inherits another's memory. Steps are
+measured from the very first one (no warm-up): the first step allocates the AdamW moments (2 floats per
+parameter) on both sides alike, and that is a real part of a training step's peak.
+
+Runs:
+  reference   transformers.Rag*ForGeneration, plain ``torch.optim.AdamW(model.parameters())`` (its
+              defaults), ``loss.backward(); opt.step(); opt.zero_grad()`` — what a transformers user writes.
+  ours        ragmodels, the recipe's step (ragmodels.training.step.TrainStep + build_optimizer) as
+              ``train`` runs it with ``max_grad_norm=None``: fused AdamW inside the backward, each gradient
+              freed as soon as its parameter is updated.
+  ours-clip   ragmodels, the recipe's step with its default ``max_grad_norm=1.0``: plain backward, global
+              norm clipping, fused AdamW (the in-backward update cannot clip by the global norm).
+
+Memory (CPU): peak RSS of the step (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) minus the RSS once
+weights and batch are loaded. The high-water mark is reset after loading (``/proc/self/clear_refs``) so
+loading's own transient peak cannot hide the step's; where that reset is not allowed, a step peak not
+above the loading peak is reported as such. On GPU: ``max_memory_allocated`` above the allocation before
+the step. Time: wall clock of each step (the first; with ``--steps`` > 1 also the median of the others).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 N_DOCS, BATCH, TARGET_LEN, QUESTION_LEN = 5, 4, 32, 16
+RUNS = ("reference", "ours", "ours-clip")
 
 
 def build(impl: str, kind: str):
     """A RAG head of ``kind`` from ``impl`` ("ours" or "reference") over base-sized random sub-models."""
     from transformers import BartConfig, BartForConditionalGeneration, DPRConfig, DPRQuestionEncoder
 
-    if impl == "ours":
-        import ragmodels as lib
-    else:
+    if impl == "reference":
         import transformers as lib
+    else:
+        import ragmodels as lib
     head = {"token": lib.RagTokenForGeneration, "sequence": lib.RagSequenceForGeneration}[kind]
     qe = DPRQuestionEncoder(DPRConfig())  # BERT-base: 12 layers, 768
-    gen = BartForConditionalGeneration(BartConfig())  # BART-base sized: 6+6 layers, 768, vocab 50265
+    gen = BartForConditionalGeneration(BartConfig(  # BART-base sized: 6+6 layers, 768, vocab 50265 (the
+        d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,  # defaults are BART-large)
+        decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072,
+    ))
     config = lib.RagConfig.from_question_encoder_generator_configs(qe.config, gen.config, n_docs=N_DOCS)
     return head(config=config, question_encoder=qe, generator=gen)
 
 
-def make_batch(context_length: int, seed: int = 0) -> dict[str, torch.Tensor]:
+def make_batch(context_length: int, seed: int = 0):
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(4, 50265, (BATCH, TARGET_LEN), generator=g)
     labels[:, 0] = 2  # decoder start
@@ -54,87 +77,186 @@ def make_batch(context_length: int, seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
-def step(model, optimizer, batch) -> float:
+def loss_of(model, batch):
+    """Mean negative marginal log-likelihood per question, as the recipe computes it."""
+    import torch
+
     q = model.question_encoder(batch["question_ids"])[0]  # (B, 768): DPR's pooled output
     doc_scores = torch.bmm(q.unsqueeze(1), batch["doc_embeds"].transpose(1, 2)).squeeze(1)  # (B, k)
     out = model(context_input_ids=batch["context_input_ids"], context_attention_mask=batch["context_attention_mask"],
-                doc_scores=doc_scores, labels=batch["labels"], reduce_loss=True, n_docs=N_DOCS, use_cache=False)
-    out.loss.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return out.loss.item()
+                doc_scores=doc_scores, labels=batch["labels"], reduce_loss=False, n_docs=N_DOCS, use_cache=False)
+    return out.loss.sum() / BATCH
 
 
-def _kib(field: str) -> int:
+def make_stepper(run: str, model):
+    """A function running one training step (forward, backward, update) and returning the loss."""
+    import torch
+
+    if run == "reference":
+        optimizer = torch.optim.AdamW(model.parameters())
+
+        def step(batch):
+            loss = loss_of(model, batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            return loss.item()
+
+        return step
+    from ragmodels.training.optim import build_optimizer
+    from ragmodels.training.step import TrainStep, use_optimizer_in_backward
+
+    max_grad_norm = None if run == "ours" else 1.0
+    trainer = TrainStep(build_optimizer(model, learning_rate=1e-3, weight_decay=0.01), max_grad_norm,
+                        in_backward=use_optimizer_in_backward(None, 1, 1, max_grad_norm))
+
+    def step(batch):
+        loss = loss_of(model, batch)
+        trainer.backward(loss)
+        trainer.step()
+        return loss.item()
+
+    return step
+
+
+def _rss_kib() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
+        if line.startswith("VmRSS:"):
             return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
+    raise RuntimeError("VmRSS not in /proc/self/status")
 
 
-def measure(impl: str, kind: str, weights: str, context_length: int, device: str) -> dict:
-    """Child process: load the shared weights, warm up one step, measure one step."""
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS
+        return True
+    except OSError:
+        return False
+
+
+def measure(run: str, kind: str, weights: str, context_length: int, device: str, steps: int) -> dict:
+    """Child process: load the shared weights and the batch, then time ``steps`` steps from the first."""
+    import gc
+    import resource
+
+    import torch
     from safetensors.torch import load_model
 
     torch.manual_seed(0)
-    model = build(impl, kind)
+    model = build("reference" if run == "reference" else "ours", kind)
     load_model(model, weights, strict=True)
     model.to(device).train()
     for module in model.modules():  # deterministic comparison: no dropout
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     batch = {k: v.to(device) for k, v in make_batch(context_length).items()}
-    step(model, optimizer, batch)  # warm-up (allocates AdamW state)
-    if device.startswith("cuda"):
+    step = make_stepper(run, model)
+    gc.collect()
+    cuda = device.startswith("cuda")
+    if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark
-        base = _kib("VmRSS") * 1024
-    start = time.perf_counter()
-    loss = step(model, optimizer, batch)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        peak = _kib("VmHWM") * 1024
-    return {"impl": impl, "kind": kind, "seconds": time.perf_counter() - start, "peak_delta_mib": (peak - base) / 2**20,
-            "loss": loss}
+        load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        reset = _reset_peak()
+        base = _rss_kib() * 1024
+    seconds, losses, peaks = [], [], []
+    for index in range(steps):
+        start = time.perf_counter()
+        losses.append(step(batch))
+        if cuda:
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+        if cuda:
+            peaks.append(torch.cuda.max_memory_allocated() - base)
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
+            if index == 0:
+                hidden = not reset and peaks[0] + base <= load_peak
+            reset = _reset_peak()
+    result = {"run": run, "kind": kind, "seconds": seconds, "loss": losses[0], "base_mib": base / 2**20,
+              "peak_mib": peaks[0] / 2**20, "params": sum(p.numel() for p in model.parameters())}
+    if len(peaks) > 1:  # steady state: AdamW moments already allocated, peaks above the same base
+        result["later_peak_mib"] = max(peaks[1:]) / 2**20
+    if not cuda:
+        result["hidden_by_loading"] = hidden
+    return result
+
+
+def _child(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", nargs="+", default=["token", "sequence"], choices=["token", "sequence"])
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
+    parser.add_argument("--steps", type=int, default=1, help="steps per run, measured from the first (default 1)")
     parser.add_argument("--context-length", type=int, default=128)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--child", nargs=3, metavar=("IMPL", "KIND", "WEIGHTS"), help=argparse.SUPPRESS)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--child", nargs=3, metavar=("RUN", "KIND", "WEIGHTS"), help=argparse.SUPPRESS)
+    parser.add_argument("--save-weights", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(measure(*args.child, args.context_length, args.device)))
-        return
-    from safetensors.torch import save_model
+    if args.save_weights:  # own process, so the parent never holds a model (a child's ru_maxrss starts there)
+        import torch
+        from safetensors.torch import save_model
 
+        torch.manual_seed(0)
+        save_model(build("ours", args.save_weights[0]), args.save_weights[1])
+        print("{}")
+        return
+    if args.child:
+        print(json.dumps(measure(*args.child, args.context_length, args.device, args.steps)))
+        return
+    if args.device is None:
+        args.device = "cuda" if _child_cuda() else "cpu"
+    command = "python benchmarks/training.py " + " ".join(sys.argv[1:])
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kind:
-            torch.manual_seed(0)
             weights = str(Path(tmp) / f"{kind}.safetensors")
-            save_model(build("ours", kind), weights)
-            runs = {}
-            for impl in ("reference", "ours"):
-                cmd = [sys.executable, __file__, "--child", impl, kind, weights,
-                       "--context-length", str(args.context_length), "--device", args.device]
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-                runs[impl] = json.loads(out.strip().splitlines()[-1])
-            ours, ref = runs["ours"], runs["reference"]
-            print(f"RAG-{kind} one AdamW step ({args.device}, batch {BATCH}, n_docs {N_DOCS}, "
-                  f"context {args.context_length}, target {TARGET_LEN}):")
-            for r in (ref, ours):
-                print(f"  {r['impl']:>9}: {r['seconds']:.3f} s, peak +{r['peak_delta_mib']:.0f} MiB, loss {r['loss']:.4f}")
-            print(f"  speed-up {ref['seconds'] / ours['seconds']:.2f}x (target >= 1.2x), "
-                  f"memory {ours['peak_delta_mib'] / ref['peak_delta_mib']:.2f}x (target <= 0.7x), "
-                  f"|loss diff| {abs(ours['loss'] - ref['loss']):.2e}")
+            _child("--save-weights", kind, weights)
+            runs = {run: _child("--child", run, kind, weights, "--context-length", str(args.context_length),
+                                "--device", args.device, "--steps", str(args.steps)) for run in args.runs}
+            os.remove(weights)
+            print(f"RAG-{kind}: one AdamW step from a fresh process ({args.device}, {runs[args.runs[0]]['params'] / 1e6:.0f}M "
+                  f"parameters, batch {BATCH}, n_docs {N_DOCS}, context {args.context_length}, target {TARGET_LEN}):")
+            ref = runs.get("reference")
+            for run, r in runs.items():
+                later = ""
+                if len(r["seconds"]) > 1:
+                    later = (f" (later steps: median {statistics.median(r['seconds'][1:]):.2f} s, "
+                             f"peak +{r['later_peak_mib']:.0f} MiB)")
+                note = " (step peak hidden by loading's peak!)" if r.get("hidden_by_loading") else ""
+                ratios = ""
+                if ref is not None and run != "reference":
+                    ratios = (f"  -> {ref['seconds'][0] / r['seconds'][0]:.2f}x faster, "
+                              f"{r['peak_mib'] / ref['peak_mib']:.2f}x the peak, |loss diff| {abs(r['loss'] - ref['loss']):.1e}")
+                print(f"  {run:>10}: first step {r['seconds'][0]:.2f} s, peak +{r['peak_mib']:.0f} MiB above "
+                      f"{r['base_mib']:.0f} MiB loaded{note}, loss {r['loss']:.4f}{ratios}{later}")
+                rows.append((kind, run, r))
+    if "reference" in args.runs:
+        _print_table(rows, command)
+
+
+def _print_table(rows, command: str) -> None:
+    refs = {kind: r for kind, run, r in rows if run == "reference"}
+    print(f"\nREADME table (`{command}`; targets: >= 1.2x faster, <= 0.7x the peak):\n")
+    print("| head | run | step time | peak memory of the step | speed vs reference | memory vs reference |")
+    print("|---|---|---|---|---|---|")
+    for kind, run, r in rows:
+        ref = refs[kind]
+        speed = "—" if run == "reference" else f"{ref['seconds'][0] / r['seconds'][0]:.2f}x"
+        memory = "—" if run == "reference" else f"{r['peak_mib'] / ref['peak_mib']:.2f}x"
+        print(f"| RAG-{kind} | {run} | {r['seconds'][0]:.2f} s | +{r['peak_mib']:.0f} MiB | {speed} | {memory} |")
+
+
+def _child_cuda() -> bool:
+    code = "import torch; print(int(torch.cuda.is_available()))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "1"
 
 
 if __name__ == "__main__":
