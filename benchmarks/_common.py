@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import resource
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -60,6 +61,7 @@ class Measurement:
     seconds: float  # best of the repeats
     peak_rss: int  # bytes, process peak during the runs
     peak_delta: int  # bytes above the RSS at the start of the runs
+    cpu_seconds: float = 0.0  # process CPU time (user + system, all threads) of the best repeat
     result: Any = None
 
 
@@ -67,13 +69,22 @@ def measure(name: str, fn: Callable[[], Any], repeats: int = 1, warmup: int = 0)
     """Run ``fn`` warmup + repeats times; best wall time of the repeats and peak RSS over them."""
     for _ in range(warmup):
         fn()
-    best, result = float("inf"), None
+    best, best_cpu, result = float("inf"), 0.0, None
     with PeakRSS() as mem:
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_seconds()
             result = fn()
-            best = min(best, time.perf_counter() - t0)
-    return Measurement(name, best, mem.peak, mem.delta, result)
+            elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+            if elapsed < best:
+                best, best_cpu = elapsed, cpu
+    return Measurement(name, best, mem.peak, mem.delta, best_cpu, result)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far, user + system, all threads. Less sensitive than wall time to other
+    processes sharing the cores (a loaded machine stretches wall time, not the work done)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def mib(n: int) -> str:
