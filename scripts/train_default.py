@@ -28,8 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/ragdefault"))
     parser.add_argument("--head", choices=("token", "sequence"), default="token")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--reader-epochs", type=int, default=12, help="reader pre-training epochs (0: none)")
+    parser.add_argument("--reader-lr", type=float, default=2e-3)
+    parser.add_argument("--epochs", type=int, default=2, help="RAG fine-tuning epochs (the project's recipe)")
+    parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=40)
     parser.add_argument("--n-docs", type=int, default=3)
@@ -59,16 +61,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train_and_evaluate(args, data: Path, kb, run: Path) -> dict:
-    tokenizer = c.train_tokenizer(data, args.vocab_size)
-    generator = c.new_generator(tokenizer, d_model=args.d_model, layers=args.layers, ffn=args.ffn)
+    question_encoder, question_tokenizer = c.load_minilm()
+    started = time.perf_counter()
+    generator, tokenizer = c.reader(data, run.parent, question_tokenizer, vocab_size=args.vocab_size,
+                                    size={"d_model": args.d_model, "layers": args.layers, "ffn": args.ffn},
+                                    epochs=args.reader_epochs, lr=args.reader_lr)
     print(f"generator: {sum(p.numel() for p in generator.parameters()) / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
     parts = c.rag_components(kb, generator, tokenizer, head=args.head, n_docs=args.n_docs,
-                             max_combined_length=args.max_combined_length)
+                             max_combined_length=args.max_combined_length, question_encoder=question_encoder,
+                             question_tokenizer=question_tokenizer)
     dev = c.read(data / "dev.jsonl")[: args.dev_questions]
     dev_file = run.parent / f"dev_{args.dev_questions}.jsonl"
     dev_file.write_text("".join(json.dumps(r) + "\n" for r in dev))
     original_encoder = c.cache_question_encoder(parts.model)  # frozen: encode each question once
-    started = time.perf_counter()
     from ragmodels.training import TrainConfig, train
 
     config = TrainConfig(
@@ -94,7 +99,8 @@ def export(args, parts, kb, run: Path, data: Path, report: dict, gold: dict, sec
     """Write the fp16 default into run/default and check that it answers the test set as the fp32 model."""
     from ragmodels.default import export_default, load_default
 
-    info = {"question_encoder_scale": c.QUESTION_SCALE, "head": args.head, "n_docs": args.n_docs, "epochs": args.epochs, "learning_rate": args.lr,
+    info = {"question_encoder_scale": c.QUESTION_SCALE, "head": args.head, "reader_epochs": args.reader_epochs,
+            "reader_learning_rate": args.reader_lr, "n_docs": args.n_docs, "epochs": args.epochs, "learning_rate": args.lr,
             "batch_size": args.batch_size, "generator": {"d_model": args.d_model, "layers": args.layers,
             "ffn": args.ffn, "vocab_size": args.vocab_size}, "train_seconds": round(seconds),
             "test": {k: v for k, v in report.items() if k != "predictions"}}

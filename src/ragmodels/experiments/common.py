@@ -99,7 +99,7 @@ def train_tokenizer(data: Path, vocab_size: int = 4000):
 
 
 def new_generator(tokenizer, d_model: int = 256, layers: int = 3, heads: int = 4, ffn: int = 1024,
-                  max_positions: int = 160, dropout: float = 0.1, seed: int = 0):
+                  max_positions: int = 160, dropout: float = 0.0, seed: int = 0, tie: bool = False):
     """A randomly initialised small BART generator for ``tokenizer``."""
     from transformers import BartConfig, BartForConditionalGeneration
 
@@ -109,7 +109,7 @@ def new_generator(tokenizer, d_model: int = 256, layers: int = 3, heads: int = 4
         max_position_embeddings=max_positions, dropout=dropout, attention_dropout=0.0, activation_dropout=0.0,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.eos_token_id,
-        forced_bos_token_id=None, forced_eos_token_id=None, scale_embedding=False, tie_word_embeddings=True,
+        forced_bos_token_id=None, forced_eos_token_id=None, scale_embedding=False, tie_word_embeddings=tie,
     )
     torch.manual_seed(seed)
     return BartForConditionalGeneration(config)
@@ -293,3 +293,104 @@ def cache_question_encoder(model) -> torch.nn.Module:
 
 
 SMALL = {"d_model": 128, "layers": 2, "heads": 4, "ffn": 512}  # the generator size of the default and experiments
+
+
+def reader_examples(data: Path, question_tokenizer, seed: int, counterfactual: float = 0.8) -> list[tuple[str, str]]:
+    """(generator input, answer) pairs from the training split's gold passages, for reader pre-training.
+
+    The input is what the retriever builds for a passage (``title / text // question``, the question as the
+    uncased question-encoder tokenizer gives it back). With probability ``counterfactual`` the answer is
+    replaced, in the passage and in the target, by the answer of another training fact of the same relation:
+    the generator cannot memorize entity -> answer and has to read (copy) the answer from the passage.
+    Only training-split passages and questions are used.
+    """
+    import random
+
+    rng = random.Random(seed)
+    docs = {d["id"]: d for d in read(data / "documents.jsonl")}
+    train = read(data / "train.jsonl")
+    by_relation: dict[str, list[str]] = defaultdict(list)
+    for r in train:
+        by_relation[r["relation"]].append(r["answers"][0])
+    questions = [r["question"] for r in train]
+    decoded = question_tokenizer.batch_decode(question_tokenizer(questions)["input_ids"], skip_special_tokens=True)
+    pairs = []
+    for r, question in zip(train, decoded):
+        doc, answer = docs[r["gold_passage_id"]], r["answers"][0]
+        text = doc["text"]
+        if rng.random() < counterfactual and answer in text:
+            other = rng.choice(by_relation[r["relation"]])
+            text, answer = text.replace(answer, other), other
+        pairs.append((f"{doc['title']} / {text} // {question}", answer))
+    return pairs
+
+
+def pretrain_reader(generator, tokenizer, data: Path, question_tokenizer, epochs: int, lr: float = 2e-3,
+                    batch_size: int = 32, warmup_steps: int = 40, max_length: int = 64, seed: int = 0, log=print):
+    """Seq2seq reader pre-training of the generator on counterfactual gold passages (``reader_examples``)."""
+    from ragmodels.training.optim import build_optimizer, build_scheduler
+
+    torch.manual_seed(seed)
+    n = len(read(data / "train.jsonl"))
+    optimizer = build_optimizer(generator, lr, 0.01)
+    scheduler = build_scheduler(optimizer, warmup_steps, math.ceil(n / batch_size) * epochs)
+    decoder_start = generator.config.decoder_start_token_id
+    generator.train()
+    for epoch in range(epochs):
+        pairs = reader_examples(data, question_tokenizer, seed * 1000 + epoch)
+        order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
+        total = 0.0
+        for i in range(0, len(order), batch_size):
+            batch = [pairs[j] for j in order[i : i + batch_size]]
+            enc = tokenizer([b[0] for b in batch], padding=True, truncation=True, max_length=max_length,
+                            return_tensors="pt")
+            answers = tokenizer([b[1] for b in batch], truncation=True, max_length=23)["input_ids"]
+            targets = [[decoder_start, *ids] for ids in answers]
+            labels = torch.full((len(batch), max(map(len, targets))), -100, dtype=torch.long)
+            for row, ids in enumerate(targets):
+                labels[row, : len(ids)] = torch.tensor(ids)
+            decoder_input_ids = labels[:, :-1].clone()
+            decoder_input_ids[decoder_input_ids == -100] = tokenizer.pad_token_id
+            out = generator(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                            decoder_input_ids=decoder_input_ids, labels=labels[:, 1:].contiguous())
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(generator.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            total += out.loss.item() * len(batch)
+        log(f"reader pre-training epoch {epoch + 1}/{epochs}: loss {total / len(pairs):.4f}, "
+            f"accuracy on 64 examples {reader_accuracy(generator, tokenizer, pairs[:64]):.2f}")
+        generator.train()
+    generator.eval()
+    return generator
+
+
+@torch.no_grad()
+def reader_accuracy(generator, tokenizer, pairs) -> float:
+    generator.eval()
+    enc = tokenizer([p[0] for p in pairs], padding=True, truncation=True, max_length=64, return_tensors="pt")
+    out = generator.generate(**enc, max_new_tokens=16, num_beams=1, do_sample=False)
+    predictions = [p.strip() for p in tokenizer.batch_decode(out, skip_special_tokens=True)]
+    return sum(p == a for p, (_, a) in zip(predictions, pairs)) / len(pairs)
+
+
+def reader(data: Path, work: Path, question_tokenizer, vocab_size: int = 4000, size: dict | None = None,
+           epochs: int = 16, lr: float = 1e-3, seed: int = 0):
+    """Tokenizer + generator after reader pre-training, cached in ``work/reader-<settings>`` (shared by runs)."""
+    from transformers import BartForConditionalGeneration, BartTokenizer
+
+    size = {**SMALL, **(size or {})}
+    folder = work / f"reader-v{vocab_size}-d{size['d_model']}-l{size['layers']}-f{size['ffn']}-e{epochs}-lr{lr}-s{seed}"
+    if (folder / "generator" / "config.json").is_file():
+        return (BartForConditionalGeneration.from_pretrained(folder / "generator"),
+                BartTokenizer.from_pretrained(folder / "tokenizer"))
+    tokenizer = train_tokenizer(data, vocab_size)
+    generator = new_generator(tokenizer, seed=seed, **size)
+    if epochs:
+        started = time.perf_counter()
+        pretrain_reader(generator, tokenizer, data, question_tokenizer, epochs=epochs, lr=lr, warmup_steps=100,
+                        seed=seed, log=lambda m: print(f"{m} ({time.perf_counter() - started:.0f}s)", flush=True))
+    generator.save_pretrained(folder / "generator")
+    tokenizer.save_pretrained(folder / "tokenizer")
+    return generator, tokenizer
