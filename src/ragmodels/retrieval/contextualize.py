@@ -192,6 +192,14 @@ def _fast_plan(tokenizer: PreTrainedTokenizerBase) -> _Plan | None:
                  None if normalizer is None else normalizer.normalize_str)
 
 
+def vocab_size(tokenizer: Any) -> int | None:
+    """len(tokenizer) (grows when tokens are added), None for objects without one."""
+    try:
+        return len(tokenizer)
+    except TypeError:
+        return None
+
+
 class ContextCache:
     """Token ids of passage parts (bounded LRU) for the fast contextualization path of one generator tokenizer.
 
@@ -202,7 +210,7 @@ class ContextCache:
         self.tokenizer = tokenizer
         self.max_passages = max_passages
         self.plan = _fast_plan(tokenizer)
-        self.vocab_size = len(tokenizer)
+        self.vocab_size = vocab_size(tokenizer)
         self._passages: OrderedDict[tuple, tuple[int, ...] | None] = OrderedDict()
         self.hits = self.misses = self.fallbacks = 0
 

@@ -26,7 +26,7 @@ from .._io import staged_dir
 from ..config import RagConfig
 from ..tokenization import RagTokenizer
 from . import hub
-from .contextualize import ContextCache, contextualize, decode_questions, tokenize_docs
+from .contextualize import ContextCache, contextualize, decode_questions, tokenize_docs, vocab_size
 from .index import FaissIndex, require_complete
 from .legacy import LegacyIndex
 from .passages import PassageStore
@@ -214,7 +214,7 @@ class RagRetriever:
     def context_cache(self) -> ContextCache:
         """Passage token ids of the generator tokenizer, reused across calls (see ``contextualize``)."""
         cache = getattr(self, "_context_cache", None)
-        if cache is None or cache.tokenizer is not self.generator_tokenizer or cache.vocab_size != len(cache.tokenizer):
+        if cache is None or cache.tokenizer is not self.generator_tokenizer or cache.vocab_size != vocab_size(cache.tokenizer):
             cache = self._context_cache = ContextCache(self.generator_tokenizer)  # new tokenizer, or tokens added
         return cache
 
