@@ -230,7 +230,15 @@ def _chunk_vectors(chunk: pa.Array) -> np.ndarray:
     n = len(chunk)
     if n == 0:
         return np.zeros((0, 0), np.float32)
-    values = chunk.flatten()  # respects the chunk's offset; zero-copy for list / fixed-size-list
+    if pa.types.is_fixed_size_list(chunk.type) and chunk.null_count == 0:
+        d, child = chunk.type.list_size, chunk.values
+        if child.null_count == 0 and pa.types.is_floating(child.type):
+            buffer = child.buffers()[1]  # the raw values, read in place (no flatten: it may touch every page)
+            width = child.type.bit_width // 8
+            flat = np.frombuffer(buffer, dtype=child.type.to_pandas_dtype(), count=n * d,
+                                 offset=(child.offset + chunk.offset * d) * width)
+            return flat.reshape(n, d)
+    values = chunk.flatten()  # respects the chunk's offset
     try:
         flat = values.to_numpy(zero_copy_only=True)
     except (pa.ArrowInvalid, NotImplementedError):
@@ -270,7 +278,15 @@ def _chunk_vectors(chunk: pa.Array) -> np.ndarray:
     n = len(chunk)
     if n == 0:
         return np.zeros((0, 0), np.float32)
-    values = chunk.flatten()  # respects the chunk's offset; zero-copy for list / fixed-size-list
+    if pa.types.is_fixed_size_list(chunk.type) and chunk.null_count == 0:
+        d, child = chunk.type.list_size, chunk.values
+        if child.null_count == 0 and pa.types.is_floating(child.type):
+            buffer = child.buffers()[1]  # the raw values, read in place (no flatten: it may touch every page)
+            width = child.type.bit_width // 8
+            flat = np.frombuffer(buffer, dtype=child.type.to_pandas_dtype(), count=n * d,
+                                 offset=(child.offset + chunk.offset * d) * width)
+            return flat.reshape(n, d)
+    values = chunk.flatten()  # respects the chunk's offset
     try:
         flat = values.to_numpy(zero_copy_only=True)
     except (pa.ArrowInvalid, NotImplementedError):
