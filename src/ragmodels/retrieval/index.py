@@ -326,11 +326,6 @@ def _kind_of(index: faiss.Index) -> str:
 
 def _read_faiss(path: Path, mmap: bool) -> faiss.Index:
     """faiss.read_index with a clear error for truncated or foreign files."""
-    if mmap and hasattr(faiss, "IO_FLAG_MMAP_IFC"):  # also map flat codes (flat, HNSW storage) zero-copy
-        try:
-            return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC)
-        except RuntimeError:
-            pass  # IVF array lists cannot take both flags; the plain mmap flag below maps them
     try:
         return faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0)
     except RuntimeError as mmap_error:
