@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--ffn", type=int, default=512)
+    parser.add_argument("--tie", action="store_true", help="tie the generator's input and output embeddings")
     parser.add_argument("--dev-questions", type=int, default=96, help="dev questions evaluated after each epoch")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--export", action="store_true", help="write the trained model into src/ragmodels/default/")
@@ -64,7 +65,7 @@ def train_and_evaluate(args, data: Path, kb, run: Path) -> dict:
     question_encoder, question_tokenizer = c.load_minilm()
     started = time.perf_counter()
     generator, tokenizer = c.reader(data, run.parent, question_tokenizer, vocab_size=args.vocab_size,
-                                    size={"d_model": args.d_model, "layers": args.layers, "ffn": args.ffn},
+                                    size={"d_model": args.d_model, "layers": args.layers, "ffn": args.ffn, "tie": args.tie},
                                     epochs=args.reader_epochs, lr=args.reader_lr)
     print(f"generator: {sum(p.numel() for p in generator.parameters()) / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
     parts = c.rag_components(kb, generator, tokenizer, head=args.head, n_docs=args.n_docs,
@@ -102,7 +103,7 @@ def export(args, parts, kb, run: Path, data: Path, report: dict, gold: dict, sec
     info = {"question_encoder_scale": c.QUESTION_SCALE, "head": args.head, "reader_epochs": args.reader_epochs,
             "reader_learning_rate": args.reader_lr, "n_docs": args.n_docs, "epochs": args.epochs, "learning_rate": args.lr,
             "batch_size": args.batch_size, "generator": {"d_model": args.d_model, "layers": args.layers,
-            "ffn": args.ffn, "vocab_size": args.vocab_size}, "train_seconds": round(seconds),
+            "ffn": args.ffn, "tie": args.tie, "vocab_size": args.vocab_size}, "train_seconds": round(seconds),
             "test": {k: v for k, v in report.items() if k != "predictions"}}
     folder = export_default(parts.model, parts.tokenizer, kb, run / "default", fp16=True, extra=info)
     model, tokenizer = load_default(folder=folder)

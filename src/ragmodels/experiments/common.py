@@ -302,11 +302,14 @@ def reader_examples(data: Path, question_tokenizer, seed: int, counterfactual: f
     uncased question-encoder tokenizer gives it back). With probability ``counterfactual`` the answer is
     replaced, in the passage and in the target, by the answer of another training fact of the same relation:
     the generator cannot memorize entity -> answer and has to read (copy) the answer from the passage.
-    Only training-split passages and questions are used.
+    Half of the replacements are made-up values (random capitalized corpus words, random numbers for
+    populations), so that copying covers tokens that are never a training answer. Only training-split
+    passages and questions are used (the word pool is words, not facts).
     """
     import random
 
     rng = random.Random(seed)
+    words = _random_word_pool(data)
     docs = {d["id"]: d for d in read(data / "documents.jsonl")}
     train = read(data / "train.jsonl")
     by_relation: dict[str, list[str]] = defaultdict(list)
@@ -319,10 +322,25 @@ def reader_examples(data: Path, question_tokenizer, seed: int, counterfactual: f
         doc, answer = docs[r["gold_passage_id"]], r["answers"][0]
         text = doc["text"]
         if rng.random() < counterfactual and answer in text:
-            other = rng.choice(by_relation[r["relation"]])
+            if rng.random() < 0.5:  # another training answer of the same relation
+                other = rng.choice(by_relation[r["relation"]])
+            else:  # a made-up value: 1-3 random corpus words, so that any token can be copied
+                other = " ".join(rng.choice(words) for _ in range(rng.randint(1, 3)))
+                if r["relation"] == "population":
+                    other = f"{rng.randint(1000, 999_999_999):,}"
             text, answer = text.replace(answer, other), other
         pairs.append((f"{doc['title']} / {text} // {question}", answer))
     return pairs
+
+
+def _random_word_pool(data: Path) -> list[str]:
+    """Capitalized words of the corpus (passages of every split: words only, no facts or questions)."""
+    import re
+
+    words = set()
+    for d in read(data / "documents.jsonl"):
+        words.update(re.findall(r"\b[A-Z][a-z]+\b", d["text"]))
+    return sorted(words)
 
 
 def pretrain_reader(generator, tokenizer, data: Path, question_tokenizer, epochs: int, lr: float = 2e-3,
@@ -381,7 +399,8 @@ def reader(data: Path, work: Path, question_tokenizer, vocab_size: int = 4000, s
     from transformers import BartForConditionalGeneration, BartTokenizer
 
     size = {**SMALL, **(size or {})}
-    folder = work / f"reader-v{vocab_size}-d{size['d_model']}-l{size['layers']}-f{size['ffn']}-e{epochs}-lr{lr}-s{seed}"
+    folder = work / (f"reader-v{vocab_size}-d{size['d_model']}-l{size['layers']}-f{size['ffn']}"
+                     f"{'-tied' if size.get('tie') else ''}-e{epochs}-lr{lr}-s{seed}")
     if (folder / "generator" / "config.json").is_file():
         return (BartForConditionalGeneration.from_pretrained(folder / "generator"),
                 BartTokenizer.from_pretrained(folder / "tokenizer"))

