@@ -150,9 +150,9 @@ class RagPipeline:
         """
         from .default import load_default
 
-        require_default_model()
+        folder = require_default_model()
         device = kwargs.pop("device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
-        model, tokenizer = load_default(index=index, device=device, **kwargs)
+        model, tokenizer = load_default(index=index, device=device, folder=folder, **kwargs)
         return cls(model, tokenizer)
 
     @torch.inference_mode()
