@@ -1,12 +1,15 @@
-"""Train the embedded default model (src/ragmodels/default/) from scratch, on CPU.
+"""Train the embedded default model (src/ragmodels/default/) from scratch, on CPU (~9 min on 2 cores).
 
     python scripts/train_default.py --work /tmp/ragdefault            # data, KB, tokenizer, training, test eval
-    python scripts/train_default.py --work /tmp/ragdefault --export   # + write src/ragmodels/default/
+    python scripts/train_default.py --work /tmp/ragdefault --export   # + install into src/ragmodels/default/
 
 Steps: GeoQA (``ragmodels.data``) -> knowledge base of its documents encoded by the offline MiniLM
-(mean pooling) -> byte-level BPE generator tokenizer learned from the corpus -> a small BART generator
-(random init) trained as RAG-Token by the project's recipe (``ragmodels.training.train``) with the MiniLM
-question encoder frozen -> test-set EM/F1 per relation -> export (fp16 generator, tokenizer, KB).
+(mean pooling) -> 4k byte-level BPE generator tokenizer learned from the corpus (prefix space, so answers
+tokenize as inside passages) -> a small BART generator (d_model 128, 2+2 layers, untied embeddings, random
+init) -> reader pre-training on counterfactual gold passages of the training split (16 epochs) -> RAG-Token
+training by the project's recipe (``ragmodels.training.train``, 2 epochs, n_docs 3) with the MiniLM question
+encoder frozen (its outputs scaled by 0.25: tempered doc posteriors) -> test-set EM/F1 per relation ->
+export (fp16 generator, tokenizer, KB; checked to give the same test predictions as fp32).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/ragdefault"))
     parser.add_argument("--head", choices=("token", "sequence"), default="token")
     parser.add_argument("--reader-epochs", type=int, default=12, help="reader pre-training epochs (0: none)")
-    parser.add_argument("--reader-lr", type=float, default=2e-3)
+    parser.add_argument("--reader-lr", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=2, help="RAG fine-tuning epochs (the project's recipe)")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--batch-size", type=int, default=16)
