@@ -1,6 +1,6 @@
 """Experiment (b): frozen vs fine-tuned question encoder (retrieval recall@5 and EM on GeoQA test).
 
-    python scripts/experiments/question_encoder.py --work /tmp/rx_qe [--steps 150] [--out FILE.md]
+    python scripts/experiments/question_encoder.py --work /tmp/rx_qe [--steps 60] [--out FILE.md]
 
 Both runs start from the same point: the shipped default model (generator trained with the MiniLM
 question encoder frozen), and continue with the project's recipe for the same number of steps, learning
@@ -25,7 +25,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "src" / "ragmodels" / "experimen
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/rx_qe"))
-    p.add_argument("--steps", type=int, default=150, help="optimizer steps of each continued run (150 = 1 epoch)")
+    p.add_argument("--steps", type=int, default=60, help="optimizer steps of each continued run (151 = 1 epoch)")
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", type=Path, default=RESULTS / "question_encoder.md", help="markdown file the table is written to")
