@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/ragdefault"))
     parser.add_argument("--head", choices=("token", "sequence"), default="token")
-    parser.add_argument("--reader-epochs", type=int, default=12, help="reader pre-training epochs (0: none)")
+    parser.add_argument("--reader-epochs", type=int, default=16, help="reader pre-training epochs (0: none)")
     parser.add_argument("--reader-lr", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=2, help="RAG fine-tuning epochs (the project's recipe)")
     parser.add_argument("--lr", type=float, default=5e-4)
