@@ -10,7 +10,7 @@ import torch
 from transformers import PreTrainedConfig, PreTrainedModel
 
 from .outputs import RetrievAugLMMarginOutput, RetrievAugLMOutput
-from .rag_model import RagModel, RagPreTrainedModel, _as_rag_config
+from .rag_model import RagModel, RagPreTrainedModel, _as_rag_config, merge_cache_kwargs
 
 
 class RagHeadModel(RagPreTrainedModel):
@@ -68,6 +68,33 @@ class RagHeadModel(RagPreTrainedModel):
                 "pad_token_id is None; set it (e.g. to the generator tokenizer's pad_token_id)."
             )
         return pad_token_id
+
+    def _run_rag(
+        self,
+        labels: torch.LongTensor | None,
+        decoder_input_ids: torch.LongTensor | None,
+        use_cache: bool | None,
+        cache: Any,
+        past_key_values: Any,
+        **rag_kwargs: Any,
+    ) -> tuple[RetrievAugLMOutput, torch.LongTensor | None, int | None]:
+        """Run RagModel as both heads do: with labels, decoder inputs default to them and the cache is off.
+
+        Returns RagModel's output, the decoder inputs used, and the pad id the loss needs (None without labels).
+        """
+        pad_token_id = None
+        if labels is not None:
+            pad_token_id = self._pad_token_id_for_loss()
+            if decoder_input_ids is None:
+                decoder_input_ids = labels
+            use_cache = False
+        outputs = self.rag(
+            decoder_input_ids=decoder_input_ids,
+            cache=merge_cache_kwargs(cache, past_key_values),
+            use_cache=use_cache,
+            **rag_kwargs,
+        )
+        return outputs, decoder_input_ids, pad_token_id
 
     @staticmethod
     def _margin_output(

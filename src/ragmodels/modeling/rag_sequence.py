@@ -13,7 +13,6 @@ from transformers.cache_utils import Cache
 from .head import RagHeadModel
 from .marginalization import rag_sequence_nll
 from .outputs import RetrievAugLMMarginOutput
-from .rag_model import merge_cache_kwargs
 
 
 class RagSequenceForGeneration(RagHeadModel):
@@ -48,22 +47,19 @@ class RagSequenceForGeneration(RagHeadModel):
         n_docs = n_docs if n_docs is not None else self.config.n_docs
         exclude_bos_score = exclude_bos_score if exclude_bos_score is not None else self.config.exclude_bos_score
         reduce_loss = reduce_loss if reduce_loss is not None else self.config.reduce_loss
-        if labels is not None:
-            pad_token_id = self._pad_token_id_for_loss()
-            if decoder_input_ids is None:
-                decoder_input_ids = labels
-            use_cache = False
-        outputs = self.rag(
+        outputs, decoder_input_ids, pad_token_id = self._run_rag(
+            labels,
+            decoder_input_ids,
+            use_cache,
+            cache,
+            past_key_values,
             input_ids=input_ids,
             attention_mask=attention_mask,
             encoder_outputs=encoder_outputs,
-            decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             context_input_ids=context_input_ids,
             context_attention_mask=context_attention_mask,
             doc_scores=doc_scores,
-            cache=merge_cache_kwargs(cache, past_key_values),
-            use_cache=use_cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             output_retrieved=output_retrieved,
