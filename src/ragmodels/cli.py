@@ -72,15 +72,25 @@ def add_index_shard_command(commands: argparse._SubParsersAction) -> None:
 
 
 def add_ask_command(subparsers: argparse._SubParsersAction) -> None:
-    """``ragmodels ask "question" ...``: answer questions with the passages used."""
-    ask = subparsers.add_parser("ask", help="answer questions, showing the passages used and their scores")
-    ask.add_argument("questions", nargs="+", help="one or more questions")
+    """``ragmodels ask "question" ...``: answer questions, through a warm worker when one is running."""
+    ask = subparsers.add_parser(
+        "ask", help="answer questions, showing the passages used and their scores",
+        description="Answer questions with the passages used and their scores. The first ask answers in this "
+                    "process and starts a background worker that keeps the model loaded, so later asks with the "
+                    "same --model/--index answer in ~0.1 s; it exits after --worker-idle-minutes without questions.")
+    ask.add_argument("questions", nargs="*", help="one or more questions")
     _pipeline_args(ask)
     ask.add_argument("--n-docs", type=int, default=None, help="passages per question (default: the model's n_docs)")
     ask.add_argument("--num-beams", type=int, default=4, help="beams (1: greedy)")
     ask.add_argument("--max-new-tokens", type=int, default=32, help="most tokens per answer")
     ask.add_argument("--json", action="store_true", help="one JSON object per question (answer, score, passages)")
-    ask.set_defaults(func=_ask)
+    ask.add_argument("--no-worker", action="store_true",
+                     help="answer in this process; neither use nor start a worker (or set RAGMODELS_NO_WORKER=1)")
+    ask.add_argument("--worker-idle-minutes", type=float, default=10.0, metavar="N",
+                     help="a worker started by this ask exits after N minutes without questions (default 10)")
+    ask.add_argument("--stop-worker", action="store_true",
+                     help="stop this user's running ask workers (then answer any questions given, in-process)")
+    ask.set_defaults(func=_ask, ask_parser=ask)
 
 
 def add_serve_command(subparsers: argparse._SubParsersAction) -> None:
@@ -111,23 +121,58 @@ def add_train_eval_commands(subparsers: argparse._SubParsersAction) -> None:
 GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_index_commands, add_ask_command, add_serve_command, add_train_eval_commands,
 ]
+# groups whose registration imports heavy modules (torch, datasets, pandas): only registered for real when
+# they are the command being run; otherwise a placeholder keeps them listed in ``ragmodels --help``.
+HEAVY_GROUPS = {
+    "train": (add_train_eval_commands, "fine-tune RAG-Token / RAG-Sequence on question/answer JSONL"),
+    "eval": (add_train_eval_commands, "EM/F1 and retrieval recall@k on a question/answer JSONL set"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(group: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (``group`` given and not one of HEAVY_GROUPS) one that skips their imports."""
     parser = argparse.ArgumentParser(prog="ragmodels", description="Retrieval-Augmented Generation models.")
     subparsers = parser.add_subparsers(dest="group", required=True)
+    light = group is not None and group not in HEAVY_GROUPS
     for register in GROUPS:
+        if light and any(register is heavy for heavy, _ in HEAVY_GROUPS.values()):
+            continue
         register(subparsers)
+    if light:
+        for name, (_, help_text) in HEAVY_GROUPS.items():
+            subparsers.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _group_of(argv: Sequence[str]) -> str:
+    """The command group named by ``argv`` ("" when there is none, e.g. ``ragmodels --help``)."""
+    return next((arg for arg in argv if not arg.startswith("-")), "")
+
+
+def main(argv: Sequence[str] | None = None, *, use_worker: bool | None = None) -> int:
+    """Run the command in ``argv`` (default ``sys.argv[1:]``); the exit status.
+
+    ``use_worker``: whether ``ask`` may answer through (and start) a warm worker (``ragmodels.ask_worker``);
+    default: only when run as a program (``argv`` None), so that ``main([...])`` called from Python answers
+    in its own process and never leaves a background process behind.
+    """
+    as_program = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_group_of(argv))
+    args = parser.parse_args(argv)
+    if args.group == "ask" and not args.questions and not args.stop_worker:
+        args.ask_parser.error("the following arguments are required: questions")
+    args.use_worker = as_program if use_worker is None else use_worker
     try:
         return args.func(args) or 0
     except (ValueError, OSError) as err:  # bad input: one clear line, no traceback
-        print(f"ragmodels: error: {err}", file=sys.stderr)
+        sys.stderr.write(error_line(err))
         return 1
+
+
+def error_line(err: BaseException) -> str:
+    """How the CLI reports bad input (also what an ask worker sends back)."""
+    return f"ragmodels: error: {err}\n"
 
 
 # -- index handlers -------------------------------------------------------------------------------
@@ -212,24 +257,71 @@ def _pipeline_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", help="knowledge-base folder (default: the index the checkpoint names)")
 
 
-def _load_pipeline(args: argparse.Namespace):
+def load_pipeline(model: str | None, index: str | None):
+    """The RagPipeline of ``--model``/``--index`` (None: the embedded default), loaded without progress bars."""
+    from transformers.utils import logging as hf_logging
+
     from ragmodels.pipeline import RagPipeline
 
-    if args.model is None:
-        return RagPipeline.from_default(index=args.index)
-    return RagPipeline.from_pretrained(args.model, index=args.index)
+    def no_loading_bar(factory, args, kwargs):  # transformers' "Loading weights" bar; others unchanged
+        if kwargs.get("desc") == "Loading weights":
+            return hf_logging.EmptyTqdm(*args, **kwargs)
+        return previous(factory, args, kwargs) if previous is not None else factory(*args, **kwargs)
+
+    previous = hf_logging.set_tqdm_hook(no_loading_bar)
+    try:
+        if model is None:
+            return RagPipeline.from_default(index=index)
+        return RagPipeline.from_pretrained(model, index=index)
+    finally:
+        hf_logging.set_tqdm_hook(previous)
+
+
+# the ask options that decide its output (what a client sends to an ask worker), with their defaults
+ASK_FIELDS = {"questions": [], "n_docs": None, "num_beams": 4, "max_new_tokens": 32, "json": False}
+
+
+def ask_fields_namespace(fields: dict) -> argparse.Namespace:
+    """An ask's output options from ``fields`` (missing ones at their defaults, unknown ones ignored)."""
+    return argparse.Namespace(**{name: fields.get(name, default) for name, default in ASK_FIELDS.items()})
+
+
+def format_answers(pipeline, args: argparse.Namespace) -> str:
+    """What ``ragmodels ask`` prints for ``args.questions`` (text, or one JSON object per line with --json)."""
+    answers = pipeline.answer(args.questions, n_docs=args.n_docs, num_beams=args.num_beams,
+                              max_new_tokens=args.max_new_tokens)
+    lines = []
+    for question, answer in zip(args.questions, answers):
+        if args.json:
+            lines.append(json.dumps({"question": question, **answer.to_dict()}, ensure_ascii=False))
+            continue
+        lines.append(f"Q: {question}\nA: {answer.answer}    (log-likelihood {answer.score:.3f})")
+        for rank, p in enumerate(answer.passages, 1):
+            lines.append(f"  [{rank}] {p.title}  p(z|x)={p.score:.3f}  <q,d>={p.inner_product:.2f}\n      {p.text}")
+    return "".join(line + "\n" for line in lines)
 
 
 def _ask(args: argparse.Namespace) -> int:
-    answers = _load_pipeline(args).answer(args.questions, n_docs=args.n_docs, num_beams=args.num_beams,
-                                          max_new_tokens=args.max_new_tokens)
-    for question, answer in zip(args.questions, answers):
-        if args.json:
-            print(json.dumps({"question": question, **answer.to_dict()}, ensure_ascii=False))
-            continue
-        print(f"Q: {question}\nA: {answer.answer}    (log-likelihood {answer.score:.3f})")
-        for rank, p in enumerate(answer.passages, 1):
-            print(f"  [{rank}] {p.title}  p(z|x)={p.score:.3f}  <q,d>={p.inner_product:.2f}\n      {p.text}")
+    from ragmodels import ask_worker
+
+    if args.stop_worker:
+        stopped = ask_worker.stop_workers()
+        print(f"stopped {stopped} ask worker{'' if stopped == 1 else 's'}")
+        if not args.questions:
+            return 0
+    spec = None
+    if getattr(args, "use_worker", False) and not args.no_worker and not args.stop_worker and not ask_worker.disabled():
+        spec = ask_worker.WorkerSpec.for_args(args.model, args.index)
+    if spec is not None:
+        reply = ask_worker.ask(spec, {name: getattr(args, name) for name in ASK_FIELDS})
+        if reply is not None:
+            sys.stdout.write(reply["stdout"])
+            sys.stderr.write(reply["stderr"])
+            return reply["rc"]
+    sys.stdout.write(format_answers(load_pipeline(args.model, args.index), args))
+    if spec is not None:
+        sys.stdout.flush()
+        ask_worker.start(spec, args.worker_idle_minutes)
     return 0
 
 
@@ -247,7 +339,7 @@ def _serve(args: argparse.Namespace) -> int:
                               max_questions=args.max_questions, max_question_chars=args.max_question_chars,
                               max_n_docs=args.max_n_docs, max_new_tokens=args.max_new_tokens,
                               request_timeout_s=args.timeout)
-    serve(create_app(lambda: _load_pipeline(args), settings), host=args.host, port=args.port)
+    serve(create_app(lambda: load_pipeline(args.model, args.index), settings), host=args.host, port=args.port)
     return 0
 
 

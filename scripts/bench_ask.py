@@ -1,0 +1,115 @@
+"""Cold and warm ``ragmodels ask`` timings, with the import floor they stand on (min / median of N runs).
+
+    python scripts/bench_ask.py [--runs 5] [--question "What is the capital of Mongolia?"]
+
+Each measurement is a fresh process; the kinds are interleaved run by run so that a busy machine slows them
+alike. Wall seconds and CPU seconds (user + sys of the process and its children) are reported for:
+  python          ``python -c pass``
+  torch           ``import torch``
+  floor           ``import torch`` + transformers' BART and BERT modeling (what any answer needs)
+  cold ask        ``ragmodels ask --no-worker QUESTION`` (everything in-process)
+  warm ask        ``ragmodels ask QUESTION`` answered by a running worker
+and then, in one process, where the cold ask's time goes (imports, loading, first and second answer).
+Workers live in a temporary folder and are stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+STAGES = r"""
+import time
+T = [("start", time.perf_counter())]
+def mark(name): T.append((name, time.perf_counter()))
+import torch; mark("import torch")
+import transformers.models.bart.modeling_bart, transformers.models.bert.modeling_bert; mark("import BART/BERT modeling")
+import faiss, pyarrow; mark("import faiss, pyarrow")
+from ragmodels.cli import ask_fields_namespace, format_answers, load_pipeline; import ragmodels.pipeline, ragmodels.default, ragmodels.modeling, ragmodels.retrieval.retriever; mark("import ragmodels")
+pipeline = load_pipeline(None, None); mark("load model, tokenizers, index")
+args = ask_fields_namespace({"questions": [QUESTION]})
+format_answers(pipeline, args); mark("first answer")
+format_answers(pipeline, args); mark("second answer")
+print(";".join(f"{name}={b - a:.4f}" for (_, a), (name, b) in zip(T, T[1:])))
+"""
+
+
+def ask_command() -> list[str]:
+    script = os.path.join(os.path.dirname(sys.executable), "ragmodels")
+    return [script] if os.path.exists(script) else [sys.executable, "-m", "ragmodels.cli"]
+
+
+def timed(command: list[str], env: dict) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process tree) of one run; fails loudly on a non-zero exit."""
+    before = os.times()
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - start
+    after = os.times()
+    if done.returncode:
+        raise SystemExit(f"{command} failed:\n{done.stderr.decode()}")
+    return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
+
+
+def summary(values: list[float]) -> str:
+    return f"{min(values):6.3f} / {statistics.median(values):6.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--question", default="What is the capital of Mongolia?")
+    opts = parser.parse_args()
+    workers = tempfile.mkdtemp(prefix="ragmodels-bench-")
+    os.chmod(workers, 0o700)
+    env = {k: v for k, v in os.environ.items() if k != "RAGMODELS_NO_WORKER"}
+    env["RAGMODELS_WORKER_DIR"] = workers
+    ask = ask_command()
+    kinds = {
+        "python": [sys.executable, "-c", "pass"],
+        "torch": [sys.executable, "-c", "import torch"],
+        "floor": [sys.executable, "-c", "import torch, transformers.models.bart.modeling_bart, "
+                                        "transformers.models.bert.modeling_bert"],
+        "cold ask": [*ask, "ask", "--no-worker", opts.question],
+        "warm ask": [*ask, "ask", opts.question],
+    }
+    try:
+        subprocess.run([*ask, "ask", opts.question], env=env, check=True, capture_output=True)  # starts the worker
+        os.environ["RAGMODELS_WORKER_DIR"] = workers
+        os.environ.pop("RAGMODELS_NO_WORKER", None)
+        from ragmodels import ask_worker
+
+        spec = ask_worker.WorkerSpec.for_args(None, None)
+        deadline = time.monotonic() + 300
+        while ask_worker.ping(spec) is None:
+            if time.monotonic() > deadline:
+                raise SystemExit("the worker did not come up")
+            time.sleep(0.2)
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in kinds}
+        for _ in range(opts.runs):
+            for name, command in kinds.items():
+                results[name].append(timed(command, env))
+        stages = [subprocess.run([sys.executable, "-c", f"QUESTION = {opts.question!r}\n" + STAGES], env=env,
+                                 capture_output=True, text=True, check=True).stdout.strip() for _ in range(opts.runs)]
+    finally:
+        subprocess.run([*ask, "ask", "--stop-worker"], env=env, capture_output=True)
+        shutil.rmtree(workers, ignore_errors=True)
+    print(f"{opts.runs} runs each, seconds as min / median; {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.2f}; {' '.join(ask)}")
+    print(f"{'':10s} {'wall':>15s}   {'CPU':>15s}")
+    for name, runs in results.items():
+        print(f"{name:10s} {summary([w for w, _ in runs])}   {summary([c for _, c in runs])}")
+    print("\nin one process (min / median):")
+    parsed = [dict(item.split("=") for item in line.split(";")) for line in stages]
+    for name in parsed[0]:
+        print(f"  {name:32s} {summary([float(p[name]) for p in parsed])}")
+
+
+if __name__ == "__main__":
+    main()
