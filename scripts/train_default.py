@@ -1,15 +1,18 @@
-"""Train the embedded default model (src/ragmodels/default/) from scratch, on CPU (~9 min on 2 cores).
+"""Train the embedded default model (src/ragmodels/default/) from scratch, on CPU.
 
     python scripts/train_default.py --work /tmp/ragdefault            # data, KB, tokenizer, training, test eval
     python scripts/train_default.py --work /tmp/ragdefault --export   # + install into src/ragmodels/default/
 
 Steps: GeoQA (``ragmodels.data``) -> knowledge base of its documents encoded by the offline MiniLM
 (mean pooling) -> 4k byte-level BPE generator tokenizer learned from the corpus (prefix space, so answers
-tokenize as inside passages) -> a small BART generator (d_model 128, 2+2 layers, untied embeddings, random
-init) -> reader pre-training on counterfactual gold passages of the training split (16 epochs) -> RAG-Token
-training by the project's recipe (``ragmodels.training.train``, 2 epochs, n_docs 3) with the MiniLM question
-encoder frozen (its outputs scaled by 0.25: tempered doc posteriors) -> test-set EM/F1 per relation ->
-export (fp16 generator, tokenizer, KB; checked to give the same test predictions as fp32).
+tokenize as inside passages) -> a small T5 generator
+(d_model 128, 2+2 layers, tied embeddings, random init) -> reader pre-training on made-up worlds, copy
+examples and counterfactual training passages (``ragmodels.experiments.reader_pretraining``) -> RAG-Token
+training by the project's recipe (``ragmodels.training.train``, n_docs 3) with the MiniLM question encoder
+frozen (its outputs scaled by 0.25: tempered doc posteriors) -> a short joint stage that also trains the
+question encoder's top layer(s) at a small learning rate -> test-set EM/F1 per relation -> export (fp16
+generator, the fine-tuned question-encoder layers, tokenizer, KB; checked to give the same test
+predictions as fp32).
 """
 
 from __future__ import annotations
@@ -31,19 +34,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/ragdefault"))
     parser.add_argument("--head", choices=("token", "sequence"), default="token")
-    parser.add_argument("--reader-epochs", type=int, default=16, help="reader pre-training epochs (0: none)")
-    parser.add_argument("--reader-lr", type=float, default=1e-3)
+    parser.add_argument("--reader-epochs", type=int, default=10, help="reader pre-training epochs (0: none)")
+    parser.add_argument("--reader-lr", type=float, default=2e-3)
+    parser.add_argument("--distract", type=float, default=0.0, help="share of made-up facts with a distractor example")
     parser.add_argument("--epochs", type=int, default=2, help="RAG fine-tuning epochs (the project's recipe)")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=40)
     parser.add_argument("--n-docs", type=int, default=3)
+    parser.add_argument("--question-layers", type=int, default=1,
+                        help="top layers of the question encoder trained in the joint stage (0: no joint stage)")
+    parser.add_argument("--joint-steps", type=int, default=100)
+    parser.add_argument("--joint-lr", type=float, default=5e-5)
     parser.add_argument("--max-combined-length", type=int, default=64)
-    parser.add_argument("--vocab-size", type=int, default=4000)
+    parser.add_argument("--vocab-size", type=int, default=c.VOCAB_SIZE)
+    parser.add_argument("--arch", choices=("t5", "bart"), default="t5")
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--ffn", type=int, default=512)
-    parser.add_argument("--tie", action="store_true", help="tie the generator's input and output embeddings")
     parser.add_argument("--dev-questions", type=int, default=96, help="dev questions evaluated after each epoch")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--export", action="store_true", help="write the trained model into src/ragmodels/default/")
@@ -64,12 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def generator_size(args) -> dict:
+    return {"arch": args.arch, "d_model": args.d_model, "layers": args.layers, "ffn": args.ffn}
+
+
 def train_and_evaluate(args, data: Path, kb, run: Path) -> dict:
     question_encoder, question_tokenizer = c.load_minilm()
     started = time.perf_counter()
     generator, tokenizer = c.reader(data, run.parent, question_tokenizer, vocab_size=args.vocab_size,
-                                    size={"d_model": args.d_model, "layers": args.layers, "ffn": args.ffn, "tie": args.tie},
-                                    epochs=args.reader_epochs, lr=args.reader_lr)
+                                    size=generator_size(args), epochs=args.reader_epochs, lr=args.reader_lr,
+                                    distract=args.distract)
     print(f"generator: {sum(p.numel() for p in generator.parameters()) / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
     parts = c.rag_components(kb, generator, tokenizer, head=args.head, n_docs=args.n_docs,
                              max_combined_length=args.max_combined_length, question_encoder=question_encoder,
@@ -89,6 +101,10 @@ def train_and_evaluate(args, data: Path, kb, run: Path) -> dict:
     result = train(config, parts)
     parts.model.rag.question_encoder = original_encoder
     print(f"trained in {time.perf_counter() - started:.0f}s; dev: {json.dumps(result.dev_metrics)}")
+    if args.question_layers:
+        c.train_question_layers(parts, data, run / "joint", layers=args.question_layers, steps=args.joint_steps,
+                                lr=args.joint_lr, batch_size=args.batch_size)
+        print(f"joint stage done at {time.perf_counter() - started:.0f}s")
     gold = {d["id"]: d["text"] for d in c.read(data / "documents.jsonl")}
     report = c.evaluate_rag(parts.model, parts.tokenizer, c.read(data / "test.jsonl"), gold_texts=gold)
     (run / "test_report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -105,10 +121,12 @@ def export(args, parts, kb, run: Path, data: Path, report: dict, gold: dict, sec
 
     info = {"question_encoder_scale": c.QUESTION_SCALE, "head": args.head, "reader_epochs": args.reader_epochs,
             "reader_learning_rate": args.reader_lr, "n_docs": args.n_docs, "epochs": args.epochs, "learning_rate": args.lr,
-            "batch_size": args.batch_size, "generator": {"d_model": args.d_model, "layers": args.layers,
-            "ffn": args.ffn, "tie": args.tie, "vocab_size": args.vocab_size}, "train_seconds": round(seconds),
+            "batch_size": args.batch_size, "distract": args.distract, "question_layers": args.question_layers,
+            "joint_steps": args.joint_steps, "joint_learning_rate": args.joint_lr,
+            "generator": {**generator_size(args), "vocab_size": args.vocab_size}, "train_seconds": round(seconds),
             "test": {k: v for k, v in report.items() if k != "predictions"}}
-    folder = export_default(parts.model, parts.tokenizer, kb, run / "default", fp16=True, extra=info)
+    folder = export_default(parts.model, parts.tokenizer, kb, run / "default", fp16=True, extra=info,
+                            question_layers=args.question_layers)
     model, tokenizer = load_default(folder=folder)
     again = c.evaluate_rag(model, tokenizer, c.read(data / "test.jsonl"), gold_texts=gold)
     same = sum(a["prediction"] == b["prediction"] for a, b in zip(report["predictions"], again["predictions"]))

