@@ -68,9 +68,8 @@ def prefix_space(spec):
     spec["pre_tokenizer"]["add_prefix_space"] = True
 
 
-@pytest.fixture(params=["bart", "t5", "t5-nfkc", "t5-metaspace-first", "t5-metaspace-always", "bart-prefix-space", "bart-left-pad"])
-def tokenizer(request, bart_tokenizer, t5_tokenizer):
-    name = request.param
+def tokenizer_variant(name, bart_tokenizer, t5_tokenizer):
+    """The generator tokenizer ``name`` (one of TOKENIZER_VARIANTS) built from the shared BART and T5 ones."""
     if name == "bart":
         return bart_tokenizer
     if name == "t5":
@@ -84,6 +83,15 @@ def tokenizer(request, bart_tokenizer, t5_tokenizer):
     other = copy.deepcopy(bart_tokenizer)
     other.padding_side = "left"
     return other
+
+
+TOKENIZER_VARIANTS = ["bart", "t5", "t5-nfkc", "t5-metaspace-first", "t5-metaspace-always", "bart-prefix-space",
+                      "bart-left-pad"]
+
+
+@pytest.fixture(params=TOKENIZER_VARIANTS)
+def tokenizer(request, bart_tokenizer, t5_tokenizer):
+    return tokenizer_variant(request.param, bart_tokenizer, t5_tokenizer)
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -80,6 +80,37 @@ def test_save_and_read_round_trip(tmp_path, corpus, indexes, kind):
     assert not list(tmp_path.glob(".*tmp*"))  # no temp file left behind
 
 
+@pytest.mark.parametrize("kind", INDEX_KINDS)
+def test_mapped_index_refuses_writes_and_gives_an_empty_copy(tmp_path, corpus, indexes, kind):
+    """A memory-mapped index (FAISS aborts the process on writes to it) raises instead; ``empty_copy`` keeps
+    the training and takes vectors again, with the same results as the original."""
+    x, q = corpus
+    path = indexes[kind].save(tmp_path / f"{kind}.faiss")
+    mapped = FaissIndex.read(path)
+    assert mapped.read_only and not FaissIndex.read(path, mmap=False).read_only
+    with pytest.raises(ValueError, match="memory-mapped"):
+        mapped.add(x[:2])
+    copy = mapped.empty_copy()
+    assert (copy.kind, copy.ntotal, copy.read_only, copy.augmented) == (kind, 0, False, mapped.augmented)
+    copy.add(x)
+    for got, expected in zip(copy.search(q, K), mapped.search(q, K)):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_mapped_flat_index_opens_without_reading_its_vectors(tmp_path):
+    big = faiss.IndexFlatIP(256)
+    big.add(np.random.default_rng(0).standard_normal((40_000, 256)).astype(np.float32))  # 40 MB of vectors
+    path = FaissIndex(big).save(tmp_path / "big.faiss")
+    del big
+
+    def anon_kib():
+        return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("RssAnon:"))
+
+    before = anon_kib()
+    index = FaissIndex.read(path)
+    assert index.ntotal == 40_000 and anon_kib() - before < 10_000  # not read into private memory
+
+
 def test_set_search_params_changes_ivf_probing(corpus, indexes):
     x, q = corpus
     index = indexes["ivf_sq8"]

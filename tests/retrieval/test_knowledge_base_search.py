@@ -152,3 +152,32 @@ def test_add_replace_delete_and_hot_swap(built, tmp_path, question_tokenizer, ba
     titles = kb_deleted.passages.fetch(np.arange(len(kb_deleted))[None])[0]["title"]
     assert "Atlantis" not in titles and PASSAGES[0][0] not in titles
     assert KnowledgeBase.load(tmp_path / "kb", full_check=True).manifest.next_id == len(PASSAGES) + 1
+
+
+def test_ivf_pq_knowledge_bases_rerank_by_default(corpus, tmp_path, question_tokenizer, bart_tokenizer):
+    """ivf_pq KBs record refine=10 and re-rank exactly when loaded (KnowledgeBase or retriever config paths);
+    refine=1 gives the plain index search, the reference's."""
+    _, embeddings, queries = corpus
+    exact = np.argsort(-(queries @ embeddings.T), axis=1)[:, :5]
+
+    def recall(ids):
+        return np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ids.tolist(), exact.tolist())])
+
+    kb = import_corpus(corpus, tmp_path / "pq", "ivf_pq", pq_nbits=6)
+    assert kb.manifest.index_params["refine"] == 10 and kb.manifest.index_params["pq_m"] == D // 8
+    assert kb.index.refine_factor == 10
+    reranked = kb.search(queries, 5)
+    assert recall(reranked[1]) >= 0.95
+    exact_scores = np.einsum("bd,bkd->bk", queries, embeddings[reranked[1]])
+    np.testing.assert_allclose(reranked[0], exact_scores, rtol=1e-5, atol=1e-4)
+    config = rag_config(bart_tokenizer, n_docs=5, **kb.retriever_config())
+    ours = RagRetriever(config, question_tokenizer, bart_tokenizer)
+    np.testing.assert_array_equal(ours.retrieve(queries, 5)[1], reranked[1])
+
+    plain_kb = import_corpus(corpus, tmp_path / "pq-plain", "ivf_pq", pq_nbits=6, refine=1)
+    assert plain_kb.index.refine_factor == 1 and recall(plain_kb.search(queries, 5)[1]) < recall(reranked[1])
+    config = rag_config(bart_tokenizer, n_docs=5, **plain_kb.retriever_config())
+    ours = RagRetriever(config, question_tokenizer, bart_tokenizer)
+    reference = ReferenceRetriever(rag_config(bart_tokenizer, n_docs=5,
+                                              **plain_kb.retriever_config()), question_tokenizer, bart_tokenizer)
+    np.testing.assert_array_equal(ours.retrieve(queries, 5)[1], reference.retrieve(queries, 5)[1])

@@ -29,6 +29,7 @@ random and edge-case strings for BART and T5 tokenizers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import unicodedata
 from collections import OrderedDict
@@ -64,15 +65,19 @@ def contextualized_strings(doc_dicts: Sequence[dict], questions: Sequence[str], 
 
 def contextualize(doc_dicts: Sequence[dict], questions: Sequence[str], tokenizer: PreTrainedTokenizerBase, *,
                   prefix: str | None, title_sep: str, doc_sep: str, max_length: int,
-                  return_tensors: str | None = None, cache: "ContextCache | None" = None) -> tuple[Any, Any]:
+                  return_tensors: str | None = None, cache: "ContextCache | None" = None,
+                  doc_ids: np.ndarray | None = None, passage_tokens: Any = None) -> tuple[Any, Any]:
     """Tokenize all contextualized strings -> (input_ids, attention_mask), (bs * n_docs, max_length).
 
     With ``cache`` (a ``ContextCache`` of this tokenizer), passages and questions are tokenized once each
     where that provably gives the same ids (module docstring); otherwise one tokenizer call for all.
+    With ``passage_tokens`` (a ``PassageTokens`` store of this tokenizer, prefix and title_sep) and the
+    passages' ``doc_ids`` (bs, n_docs), passage ids are read from the store instead of tokenized.
     """
     if cache is not None and cache.tokenizer is tokenizer and return_tensors in (None, "np", "pt"):
         fast = cache.contextualize(doc_dicts, questions, prefix=prefix, title_sep=title_sep, doc_sep=doc_sep,
-                                   max_length=max_length, return_tensors=return_tensors)
+                                   max_length=max_length, return_tensors=return_tensors, doc_ids=doc_ids,
+                                   passage_tokens=passage_tokens)
         if fast is not None:
             return fast
     strings = contextualized_strings(doc_dicts, questions, prefix, title_sep, doc_sep)
@@ -149,6 +154,7 @@ class _Plan:
     pad_left: bool
     rstrip_tokens: tuple[str, ...]  # added tokens that eat the whitespace after them
     normalize: Any  # the backend normalizer's normalize_str, or None
+    fingerprint: str  # SHA-256 of the tokenizer class and backend JSON (what decides its content ids)
 
 
 def _fast_plan(tokenizer: PreTrainedTokenizerBase) -> _Plan | None:
@@ -161,7 +167,8 @@ def _fast_plan(tokenizer: PreTrainedTokenizerBase) -> _Plan | None:
     if "attention_mask" not in tokenizer.model_input_names:
         return None
     try:
-        spec = json.loads(backend.to_str())
+        backend_json = backend.to_str()
+        spec = json.loads(backend_json)
     except Exception:  # noqa: BLE001 - a backend we cannot inspect is one we cannot prove
         return None
     model = spec.get("model") or {}
@@ -188,8 +195,41 @@ def _fast_plan(tokenizer: PreTrainedTokenizerBase) -> _Plan | None:
     if tokenizer.num_special_tokens_to_add(pair=False) != len(head) + len(tail):
         return None
     normalizer = backend.normalizer
+    fingerprint = hashlib.sha256(f"{type(tokenizer).__name__}\n{_without_call_settings(backend_json, spec)}".encode())
     return _Plan(head, tail, int(tokenizer.pad_token_id), tokenizer.padding_side == "left", rstrip_tokens,
-                 None if normalizer is None else normalizer.normalize_str)
+                 None if normalizer is None else normalizer.normalize_str, fingerprint.hexdigest())
+
+
+def _without_call_settings(backend_json: str, spec: dict) -> str:
+    """The backend JSON without its truncation / padding settings (set by the last call, not the vocabulary).
+
+    ``tokenizers`` writes them before ``added_tokens``; cut there (cheap), else re-serialize without them.
+    """
+    start = backend_json.find('"added_tokens":')
+    if start >= 0 and list(spec)[:4] == ["version", "truncation", "padding", "added_tokens"]:
+        return backend_json[start:]
+    return json.dumps({k: v for k, v in spec.items() if k not in ("truncation", "padding")})
+
+
+def passage_part(plan: _Plan, prefix: str, title_sep: str, title: str, text: str) -> str | None:
+    """The string ``prefix + title + title_sep + text`` (as ``combine`` joins it) when tokenizing it apart from
+    the question provably gives the ids of the whole-string call (module docstring); None otherwise."""
+    raw = prefix + title.removeprefix('"').removesuffix('"') + title_sep + text
+    part = raw.replace("  ", " ")
+    if raw.endswith(" ") or not _safe_last_char(part):
+        return None
+    if plan.normalize is not None and not _safe_last_char(plan.normalize(part)):
+        return None
+    if any(part.endswith(t) for t in plan.rstrip_tokens):
+        return None
+    return part
+
+
+def content_ids(tokenizer: PreTrainedTokenizerBase, strings: list[str]) -> list[np.ndarray]:
+    """Ids of ``strings`` without special tokens, one tokenizer call, as int32 arrays."""
+    if not strings:
+        return []
+    return [np.asarray(ids, dtype=np.int32) for ids in tokenizer(strings, add_special_tokens=False)["input_ids"]]
 
 
 def vocab_size(tokenizer: Any) -> int | None:
@@ -203,7 +243,9 @@ def vocab_size(tokenizer: Any) -> int | None:
 class ContextCache:
     """Token ids of passage parts (bounded LRU) for the fast contextualization path of one generator tokenizer.
 
-    ``max_passages`` bounds the memory: about 1-2 KiB per cached passage of ~100 words.
+    ``max_passages`` bounds the memory: about 0.6 KiB per cached passage of ~100 words (int32 ids).
+    A ``PassageTokens`` store (``passage_tokens.py``: every passage's ids, memory-mapped from disk) replaces
+    the LRU where one matches the tokenizer, prefix and title_sep: then no passage is tokenized at all.
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_passages: int = 16_384):
@@ -211,17 +253,22 @@ class ContextCache:
         self.max_passages = max_passages
         self.plan = _fast_plan(tokenizer)
         self.vocab_size = vocab_size(tokenizer)
-        self._passages: OrderedDict[tuple, tuple[int, ...] | None] = OrderedDict()
-        self.hits = self.misses = self.fallbacks = 0
+        self._passages: OrderedDict[tuple, np.ndarray | None] = OrderedDict()
+        self.hits = self.misses = self.fallbacks = self.stored = 0
 
     @property
     def enabled(self) -> bool:
         return self.plan is not None
 
+    @property
+    def fingerprint(self) -> str | None:
+        """Identity of the tokenizer's content ids (None when the fast path does not apply to it)."""
+        return None if self.plan is None else self.plan.fingerprint
+
     def clear(self) -> None:
         self._passages.clear()
 
-    def _passage_ids(self, keys: list[tuple]) -> list[tuple[int, ...] | None]:
+    def _passage_ids(self, keys: list[tuple]) -> list[np.ndarray | None]:
         """Content ids of each passage part (None where the split is not provably safe)."""
         out: list = [None] * len(keys)
         missing: dict[tuple, list[int]] = {}
@@ -234,26 +281,16 @@ class ContextCache:
                 missing.setdefault(key, []).append(i)
         if not missing:
             return out
-        plan = self.plan
         todo_keys, todo_strings = [], []
         for key in missing:
-            prefix, title_sep, title, text = key
-            raw = prefix + title.removeprefix('"').removesuffix('"') + title_sep + text
-            part = raw.replace("  ", " ")
-            ok = not raw.endswith(" ") and _safe_last_char(part)
-            if ok and plan.normalize is not None:
-                ok = _safe_last_char(plan.normalize(part))
-            if ok and any(part.endswith(t) for t in plan.rstrip_tokens):
-                ok = False
-            if ok:
+            part = passage_part(self.plan, *key)
+            if part is None:
+                self._store(key, None)
+            else:
                 todo_keys.append(key)
                 todo_strings.append(part)
-            else:
-                self._store(key, None)
-        if todo_strings:
-            encoded = self.tokenizer(todo_strings, add_special_tokens=False)["input_ids"]
-            for key, ids in zip(todo_keys, encoded):
-                self._store(key, tuple(ids))
+        for key, ids in zip(todo_keys, content_ids(self.tokenizer, todo_strings)):
+            self._store(key, ids)
         self.misses += len(missing)
         for key, positions in missing.items():
             for i in positions:
@@ -265,20 +302,23 @@ class ContextCache:
         if len(self._passages) > self.max_passages:
             self._passages.popitem(last=False)
 
-    def _question_ids(self, questions: Sequence[str], doc_sep: str) -> list[tuple[int, ...] | None]:
+    def _question_ids(self, questions: Sequence[str], doc_sep: str) -> list[np.ndarray | None]:
         plan = self.plan
         parts = [(doc_sep + q).replace("  ", " ") for q in questions]
         ok = [
             len(p) > 0 and p[0] == " " and (plan.normalize is None or plan.normalize(p)[:1] == " ") for p in parts
         ]
-        good = [p for p, k in zip(parts, ok) if k]
-        encoded = iter(self.tokenizer(good, add_special_tokens=False)["input_ids"] if good else [])
-        return [tuple(next(encoded)) if k else None for k in ok]
+        encoded = iter(content_ids(self.tokenizer, [p for p, k in zip(parts, ok) if k]))
+        return [next(encoded) if k else None for k in ok]
 
     def contextualize(self, doc_dicts: Sequence[dict], questions: Sequence[str], *, prefix: str | None,
-                      title_sep: str, doc_sep: str, max_length: int,
-                      return_tensors: str | None = None) -> tuple[Any, Any] | None:
-        """(input_ids, attention_mask) as the tokenizer's call would give them; None when the fast path does not apply."""
+                      title_sep: str, doc_sep: str, max_length: int, return_tensors: str | None = None,
+                      doc_ids: np.ndarray | None = None, passage_tokens: Any = None) -> tuple[Any, Any] | None:
+        """(input_ids, attention_mask) as the tokenizer's call would give them; None when the fast path does not apply.
+
+        ``passage_tokens`` + ``doc_ids`` (bs, n_docs): read the passages' ids from that store when it was built
+        for this tokenizer, ``prefix`` and ``title_sep`` (``PassageTokens.serves``).
+        """
         plan = self.plan
         if plan is None or max_length < len(plan.head) + len(plan.tail) + 1:
             return None
@@ -288,22 +328,36 @@ class ContextCache:
             for title, text in zip(docs["title"], docs["text"], strict=True):
                 keys.append((prefix, title_sep, title, text))
                 question_of.append(q)
-        passage_ids = self._passage_ids(keys)
+        if (passage_tokens is not None and doc_ids is not None and np.size(doc_ids) == len(keys)
+                and passage_tokens.serves(plan.fingerprint, prefix, title_sep)):
+            passage_ids = passage_tokens.lookup(np.asarray(doc_ids).reshape(-1))
+            self.stored += len(keys)
+        else:
+            passage_ids = self._passage_ids(keys)
         question_ids = self._question_ids(questions, doc_sep)
         n = len(keys)
         input_ids = np.full((n, max_length), plan.pad_id, dtype=np.int64)
         mask = np.zeros((n, max_length), dtype=np.int64)
-        room = max_length - len(plan.head) - len(plan.tail)
+        head, tail = np.asarray(plan.head, np.int64), np.asarray(plan.tail, np.int64)
+        room = max_length - len(head) - len(tail)
         slow = []
         for i, (a, q) in enumerate(zip(passage_ids, question_of)):
             b = question_ids[q]
             if a is None or b is None:
                 slow.append(i)
                 continue
-            row = plan.head + (a + b)[:room] + plan.tail if len(a) + len(b) > room else plan.head + a + b + plan.tail
-            start = max_length - len(row) if plan.pad_left else 0
-            input_ids[i, start : start + len(row)] = row
-            mask[i, start : start + len(row)] = 1
+            la = min(len(a), room)  # truncation keeps the first ``room`` content ids
+            lb = min(len(b), room - la)
+            length = len(head) + la + lb + len(tail)
+            start = max_length - length if plan.pad_left else 0
+            row = input_ids[i]
+            end = start + len(head)
+            row[start:end] = head
+            row[end : end + la] = a[:la]
+            end += la
+            row[end : end + lb] = b[:lb]
+            row[end + lb : start + length] = tail
+            mask[i, start : start + length] = 1
         if slow:
             self.fallbacks += len(slow)
             strings = [

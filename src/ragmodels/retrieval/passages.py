@@ -11,6 +11,7 @@ are read through zero-copy NumPy views of the mapped chunks.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -48,6 +49,7 @@ class PassageStore:
         self._rows = None if row_map is None else np.asarray(row_map.to_numpy(zero_copy_only=False), dtype=np.int64)
         self._offsets: dict[str, np.ndarray] = {}  # column -> start row of each chunk (+ total)
         self._embedding_chunks: list[np.ndarray] | None = None  # zero-copy (rows, d) views, one per chunk
+        self.identity: str | None = None  # digest of the saved files mapped (``load``); None in memory
 
     @classmethod
     def from_dataset(cls, dataset, source: str = "<in-memory dataset>") -> "PassageStore":
@@ -68,10 +70,12 @@ class PassageStore:
                 f"No passages folder at {path}; passages_path must be a folder written by "
                 "datasets.Dataset.save_to_disk (title, text, embeddings columns)."
             )
+        before = folder_identity(path)
         table = _map_saved_dataset(path)
-        if table is not None:
-            return cls(table, source=str(path))
-        return cls._load_with_datasets(path)
+        store = cls(table, source=str(path)) if table is not None else cls._load_with_datasets(path)
+        if before is not None and folder_identity(path) == before:  # unchanged while mapped: these files
+            store.identity = before
+        return store
 
     @classmethod
     def _load_with_datasets(cls, path: Path) -> "PassageStore":
@@ -175,7 +179,7 @@ class PassageStore:
         column = self.table.column(name)
         values: list = [None] * len(rows)
         for c, positions, local in self._by_chunk(name, rows):
-            got = column.chunk(c).take(pa.array(local, pa.int64())).to_pylist()
+            got = _take_values(column.chunk(c), local)
             if isinstance(positions, slice):
                 return got
             for p, v in zip(positions.tolist(), got):
@@ -223,6 +227,41 @@ class PassageStore:
 
     def _view(self) -> pa.Table:
         return self.table if self.row_map is None else self.table.take(self.row_map)
+
+
+def _take_values(chunk: pa.Array, local: np.ndarray) -> list:
+    """``chunk.take(local).to_pylist()``; strings without nulls are sliced out of the Arrow buffers directly.
+
+    The direct path matters at start-up: ``pa.array`` of Python/NumPy data imports pandas and ``take``
+    imports ``pyarrow.compute`` (together about a second on a cold process).
+    """
+    kind = chunk.type
+    if chunk.null_count == 0 and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        _, offsets_buffer, data = chunk.buffers()
+        offsets = np.frombuffer(offsets_buffer, dtype=np.int64 if pa.types.is_large_string(kind) else np.int32,
+                                count=chunk.offset + len(chunk) + 1)
+        starts = offsets[chunk.offset + local].tolist()
+        ends = offsets[chunk.offset + local + 1].tolist()
+        view = memoryview(data) if data is not None else memoryview(b"")
+        return [str(view[a:b], "utf-8") for a, b in zip(starts, ends)]
+    indices = pa.Array.from_buffers(pa.int64(), len(local), [None, pa.py_buffer(np.ascontiguousarray(local, np.int64))])
+    return chunk.take(indices).to_pylist()
+
+
+def folder_identity(folder: str | os.PathLike) -> str | None:
+    """A digest of a ``save_to_disk`` folder that changes when it is rewritten (its ``state.json`` and the
+    names, sizes and modification times of its Arrow files); None for folders without a readable state."""
+    folder = Path(folder)
+    try:
+        state = (folder / "state.json").read_bytes()
+        names = [entry["filename"] for entry in json.loads(state)["_data_files"]]
+        stats = [(name, (folder / name).stat()) for name in names]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    digest = hashlib.sha256(state)
+    for name, st in stats:
+        digest.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return digest.hexdigest()
 
 
 def _chunk_vectors(chunk: pa.Array) -> np.ndarray:

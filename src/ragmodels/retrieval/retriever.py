@@ -13,6 +13,7 @@ Knowledge bases (``config.index_name``):
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import sys
@@ -28,8 +29,9 @@ from ..config import RagConfig
 from ..tokenization import RagTokenizer
 from . import hub
 from .contextualize import ContextCache, contextualize, decode_questions, tokenize_docs, vocab_size
-from .index import FaissIndex, require_complete
+from .index import FaissIndex, refine_factor, require_complete
 from .legacy import LegacyIndex
+from .passage_tokens import PassageTokens, build_passage_tokens, find_passage_tokens
 from .passages import PassageStore
 
 logger = logging.getLogger(__name__)
@@ -77,7 +79,7 @@ class IndexedPassages:
         if not Path(index_path).is_file():
             raise ValueError(f"No FAISS index file at index_path={index_path}; point index_path at the saved index.")
         passages = PassageStore.load(passages_path)
-        return cls(passages, index_loader=lambda: FaissIndex.read(index_path))
+        return cls(passages, index_loader=lambda: _read_index(index_path))
 
     def is_initialized(self) -> bool:
         return self.index is not None
@@ -125,6 +127,8 @@ class RagRetriever:
         self.ctx_encoder_tokenizer: PreTrainedTokenizerBase | None = None
         self.return_tokenized_docs = False
         self._context_cache: ContextCache | None = None
+        self._token_stores: dict[tuple, PassageTokens | None] = {}  # (fingerprint, prefix, title_sep) -> store
+        self._token_stores_of: Any = None  # the passages those stores belong to
         self.index = self._build_index(config) if index is None else self._knowledge_base(index)
         self._init_retrieval = init_retrieval
         if init_retrieval:
@@ -219,6 +223,33 @@ class RagRetriever:
             cache = self._context_cache = ContextCache(self.generator_tokenizer)  # new tokenizer, or tokens added
         return cache
 
+    def passage_tokens(self, prefix: str | None = None) -> PassageTokens | None:
+        """The on-disk token store (``passage_tokens.py``) serving this knowledge base, generator tokenizer,
+        ``prefix`` and ``config.title_sep``, if one was built; looked up once per combination."""
+        passages = getattr(self.index, "passages", None)
+        if getattr(self, "_token_stores_of", None) is not passages:  # a new knowledge base: forget the old stores
+            self._token_stores_of, self._token_stores = passages, {}
+        key = (self.context_cache.fingerprint, prefix or "", self.config.title_sep)
+        if key not in self._token_stores:
+            self._token_stores[key] = find_passage_tokens(passages, *key)
+        return self._token_stores[key]
+
+    def build_passage_tokens(self, prefix: str | None = None, folder: str | os.PathLike | None = None) -> PassageTokens:
+        """Tokenize every passage of the knowledge base once with the generator tokenizer and store the ids
+        beside its passages folder (or in ``folder``), memory-mapped: later calls, in this process and in
+        any other that opens the same knowledge base, tokenize no passage. Outputs are unchanged."""
+        prefix = prefix if prefix is not None else getattr(self.config.generator, "prefix", None)
+        passages = getattr(self.index, "passages", None)
+        if not isinstance(passages, PassageStore):
+            raise ValueError(
+                f"A {type(self.index).__name__} knowledge base has no passages folder to store tokens beside."
+            )
+        store = build_passage_tokens(passages, self.generator_tokenizer, prefix=prefix,
+                                     title_sep=self.config.title_sep, folder=folder)
+        self._token_stores_of = passages
+        self._token_stores = {(self.context_cache.fingerprint, prefix or "", self.config.title_sep): store}
+        return store
+
     def set_ctx_encoder_tokenizer(self, ctx_encoder_tokenizer: PreTrainedTokenizerBase) -> None:
         """End-to-end training: also return the retrieved passages tokenized for the context encoder."""
         self.ctx_encoder_tokenizer = ctx_encoder_tokenizer
@@ -244,7 +275,7 @@ class RagRetriever:
         context_input_ids, context_attention_mask = contextualize(
             docs, questions, self.generator_tokenizer, prefix=prefix, title_sep=self.config.title_sep,
             doc_sep=self.config.doc_sep, max_length=self.config.max_combined_length, return_tensors=return_tensors,
-            cache=self.context_cache,
+            cache=self.context_cache, doc_ids=doc_ids, passage_tokens=self.passage_tokens(prefix),
         )
         outputs = {
             "context_input_ids": context_input_ids,
@@ -305,6 +336,20 @@ def _is_dataset(obj: Any) -> bool:
     """Whether ``obj`` is a ``datasets.Dataset``, without importing ``datasets`` (0.5 s) when it can't be one."""
     datasets = sys.modules.get("datasets")
     return datasets is not None and isinstance(obj, datasets.Dataset)
+
+
+def _read_index(index_path: str | os.PathLike) -> FaissIndex:
+    """A FAISS file, memory-mapped; the ``index.faiss`` of a knowledge-base folder gets its manifest's exact
+    re-ranking factor (``refine``; ivf_pq knowledge bases re-rank by default), as ``KnowledgeBase.load`` does."""
+    index = FaissIndex.read(index_path)
+    manifest = Path(index_path).parent / "manifest.json"
+    if Path(index_path).name == "index.faiss" and manifest.is_file():
+        try:
+            params = json.loads(manifest.read_text()).get("index_params") or {}
+        except (OSError, ValueError, AttributeError):
+            params = {}
+        index.set_refine(refine_factor(index.kind, params))
+    return index
 
 
 def _paths_of(kb) -> tuple[str | None, str | None]:

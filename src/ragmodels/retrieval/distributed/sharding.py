@@ -12,7 +12,6 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import faiss
 import numpy as np
 import pyarrow as pa
 
@@ -73,7 +72,5 @@ def _write_shard(root: Path, kb: KnowledgeBase, rows: list[pa.RecordBatch]) -> N
 
 
 def _empty_like(index: FaissIndex) -> FaissIndex:
-    """A copy of ``index`` with its training but no vectors."""
-    clone = faiss.clone_index(index.faiss_index)
-    clone.reset()
-    return FaissIndex(clone, augmented=index.augmented, max_norm=index.max_norm)
+    """A copy of ``index`` with its training but no vectors (memory-mapped indexes included)."""
+    return index.empty_copy()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ragmodels.retrieval.index import FaissIndex
+from ragmodels.retrieval.index import FaissIndex, refine_factor
 from ragmodels.retrieval.passages import PassageStore
 
 from .assemble import check_agreement
@@ -49,6 +49,7 @@ class KnowledgeBase:
         if len(passages) != manifest.passage_count or passages.dimension != manifest.dimension:
             raise ManifestError(f"The passages of {path} do not match its manifest (count or dimension).")
         check_agreement(index, len(passages), manifest.dimension)
+        index.set_refine(refine_factor(manifest.index_kind, manifest.index_params), passages.embeddings)
         return cls(path, manifest, passages, index)
 
     # -- description --------------------------------------------------------------------------------
@@ -100,6 +101,14 @@ class KnowledgeBase:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` passages of (bs, d) queries: scores float32 (bs, k), ids int64 (bs, k)."""
         return self.index.search(queries, k)
+
+    def build_passage_tokens(self, generator_tokenizer, prefix: str | None = None, title_sep: str = " / "):
+        """Tokenize every passage once for ``generator_tokenizer`` (and the retriever's ``prefix`` / ``title_sep``)
+        and store the ids beside ``passages/``: retrievers over this knowledge base then tokenize no passage
+        (``ragmodels.retrieval.passage_tokens``). Updates publish a new folder without it: build it again."""
+        from ragmodels.retrieval.passage_tokens import build_passage_tokens
+
+        return build_passage_tokens(self.passages, generator_tokenizer, prefix=prefix, title_sep=title_sep)
 
     def attach(self, retriever) -> None:
         """Hot-swap this knowledge base into a live ``RagRetriever``: its next call answers from it."""
