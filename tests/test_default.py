@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from ragmodels import default
 
@@ -13,11 +14,12 @@ pytestmark = pytest.mark.skipif(not default.available(), reason="the default mod
 
 # test-split entities (never seen in training) that the shipped model answers correctly
 QUESTIONS = {
+    "What is the capital of Lebanon?": "Beirut",
+    "Which country is Bekasi in?": "Indonesia",
+    "What is the largest city of Sudan?": "Khartoum",
     "What is the currency of Lebanon?": "Pound",
     "Which country borders Lesotho?": "South Africa",
     "Tajikistan is located on which continent?": "Asia",
-    "Which continent is Montserrat part of?": "North America",
-    "What money do people pay with in American Samoa?": "Dollar",
 }
 
 
@@ -28,13 +30,41 @@ def pipeline():
     return RagPipeline.from_default(device="cpu")
 
 
-def test_ships_without_question_encoder_weights():
+def test_ships_only_the_fine_tuned_question_encoder_layer():
     files = [p for p in default.DEFAULT_DIR.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) < 60 * 2**20
     from safetensors import safe_open
 
     with safe_open(str(default.DEFAULT_DIR / "generator" / "model.safetensors"), "pt") as f:
         assert not any(k.startswith("question_encoder") for k in f.keys())
+    with safe_open(str(default.DEFAULT_DIR / default.QUESTION_LAYERS_FILE), "pt") as f:
+        keys = list(f.keys())
+    assert keys and all(k.startswith("encoder.layer.5.") for k in keys)  # MiniLM's top layer only
+
+
+def test_loaded_question_encoder_is_minilm_with_the_shipped_top_layer(pipeline):
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    packaged = AutoModel.from_pretrained(default.question_encoder_path()).state_dict()
+    shipped = load_file(default.DEFAULT_DIR / default.QUESTION_LAYERS_FILE)
+    loaded = pipeline.model.rag.question_encoder.state_dict()
+    for key, value in loaded.items():
+        if key in shipped:
+            assert torch.equal(value, shipped[key].float())
+        else:
+            assert torch.equal(value, packaged[key]), key
+    assert any(not torch.equal(shipped[k].float(), packaged[k]) for k in shipped)  # it was fine-tuned
+
+
+def test_question_layers_from_another_encoder_are_refused(tmp_path):
+    from safetensors.torch import save_file
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(default.question_encoder_path())
+    save_file({"encoder.layer.9.output.dense.weight": torch.zeros(2, 2)}, str(tmp_path / "layers.safetensors"))
+    with pytest.raises(ValueError, match="another encoder"):
+        default._load_question_layers(encoder, tmp_path / "layers.safetensors")
 
 
 def test_answers_held_out_questions(pipeline):

@@ -24,6 +24,20 @@ from ragmodels.experiments import common as c
 RESULTS = Path(__file__).resolve().parents[2] / "src" / "ragmodels" / "experiments" / "results"
 
 
+def default_report(args, kind: str) -> dict | None:
+    """The test report of scripts/train_default.py's run in --work when it used this experiment's settings."""
+    info_file = args.work / f"run_{kind}" / "default" / "info.json"
+    if not info_file.is_file():
+        return None
+    info = json.loads(info_file.read_text())
+    same = {"head": kind, "reader_epochs": args.reader_epochs, "reader_learning_rate": args.reader_lr,
+            "epochs": args.epochs, "learning_rate": args.lr, "batch_size": args.batch_size, "n_docs": args.n_docs,
+            "question_layers": args.question_layers, "joint_steps": args.joint_steps}
+    if any(info.get(k) != v for k, v in same.items()):
+        return None
+    return {**info["test"], "train_seconds": info["train_seconds"]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/ragdefault"))
@@ -51,6 +65,11 @@ def main(argv=None) -> int:
         if report_file.is_file():
             results[kind] = json.loads(report_file.read_text())
             print(f"{kind}: reusing {report_file}")
+            continue
+        default_run = default_report(args, kind)
+        if default_run is not None:  # scripts/train_default.py trained this very model in --work
+            results[kind] = default_run
+            print(f"{kind}: reusing the run of scripts/train_default.py in {args.work}")
             continue
         started = time.perf_counter()
         if kind == "closed":
