@@ -6,7 +6,8 @@ Each measurement is a fresh process; the kinds are interleaved run by run so tha
 alike. Wall seconds and CPU seconds (user + sys of the process and its children) are reported for:
   python          ``python -c pass``
   torch           ``import torch``
-  floor           ``import torch`` + transformers' BART and BERT modeling (what any answer needs)
+  floor           ``import torch`` + the transformers modeling of the default's generator (BART or T5) and
+                  question encoder (BERT): what any answer needs
   cold ask        ``ragmodels ask --no-worker QUESTION`` (everything in-process)
   warm ask        ``ragmodels ask QUESTION`` answered by a running worker
 and then, in one process, where the cold ask's time goes (imports, loading, first and second answer).
@@ -16,6 +17,7 @@ Workers live in a temporary folder and are stopped at the end.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -29,7 +31,7 @@ import time
 T = [("start", time.perf_counter())]
 def mark(name): T.append((name, time.perf_counter()))
 import torch; mark("import torch")
-import transformers.models.bart.modeling_bart, transformers.models.bert.modeling_bert; mark("import BART/BERT modeling")
+import FLOOR_MODULES; mark("import generator/encoder modeling")
 import faiss, pyarrow; mark("import faiss, pyarrow")
 from ragmodels.cli import ask_fields_namespace, format_answers, load_pipeline; import ragmodels.pipeline, ragmodels.default, ragmodels.modeling, ragmodels.retrieval.retriever; mark("import ragmodels")
 pipeline = load_pipeline(None, None); mark("load model, tokenizers, index")
@@ -38,6 +40,16 @@ format_answers(pipeline, args); mark("first answer")
 format_answers(pipeline, args); mark("second answer")
 print(";".join(f"{name}={b - a:.4f}" for (_, a), (name, b) in zip(T, T[1:])))
 """
+
+
+def floor_modules() -> str:
+    """The transformers modeling modules of the default model's generator and question encoder."""
+    import importlib.util
+
+    default = os.path.join(os.path.dirname(importlib.util.find_spec("ragmodels").origin), "default")
+    with open(os.path.join(default, "generator", "config.json")) as f:
+        kind = json.load(f)["model_type"]
+    return f"transformers.models.{kind}.modeling_{kind}, transformers.models.bert.modeling_bert"
 
 
 def ask_command() -> list[str]:
@@ -57,6 +69,16 @@ def timed(command: list[str], env: dict) -> tuple[float, float]:
     return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
 
 
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) of a running process, from /proc (None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def summary(values: list[float]) -> str:
     return f"{min(values):6.3f} / {statistics.median(values):6.3f}"
 
@@ -74,8 +96,7 @@ def main() -> None:
     kinds = {
         "python": [sys.executable, "-c", "pass"],
         "torch": [sys.executable, "-c", "import torch"],
-        "floor": [sys.executable, "-c", "import torch, transformers.models.bart.modeling_bart, "
-                                        "transformers.models.bert.modeling_bert"],
+        "floor": [sys.executable, "-c", f"import torch, {floor_modules()}"],
         "cold ask": [*ask, "ask", "--no-worker", opts.question],
         "warm ask": [*ask, "ask", opts.question],
     }
@@ -87,15 +108,20 @@ def main() -> None:
 
         spec = ask_worker.WorkerSpec.for_args(None, None)
         deadline = time.monotonic() + 300
-        while ask_worker.ping(spec) is None:
+        while (info := ask_worker.ping(spec)) is None:
             if time.monotonic() > deadline:
                 raise SystemExit("the worker did not come up")
             time.sleep(0.2)
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in kinds}
+        worker_cpu = []
         for _ in range(opts.runs):
             for name, command in kinds.items():
+                before = process_cpu(info["pid"])
                 results[name].append(timed(command, env))
-        stages = [subprocess.run([sys.executable, "-c", f"QUESTION = {opts.question!r}\n" + STAGES], env=env,
+                if name == "warm ask" and before is not None:
+                    worker_cpu.append(process_cpu(info["pid"]) - before)
+        stages_code = f"QUESTION = {opts.question!r}\n" + STAGES.replace("FLOOR_MODULES", floor_modules())
+        stages = [subprocess.run([sys.executable, "-c", stages_code], env=env,
                                  capture_output=True, text=True, check=True).stdout.strip() for _ in range(opts.runs)]
     finally:
         subprocess.run([*ask, "ask", "--stop-worker"], env=env, capture_output=True)
@@ -105,6 +131,8 @@ def main() -> None:
     print(f"{'':10s} {'wall':>15s}   {'CPU':>15s}")
     for name, runs in results.items():
         print(f"{name:10s} {summary([w for w, _ in runs])}   {summary([c for _, c in runs])}")
+    if worker_cpu:
+        print(f"{'':10s} {'':15s}   {summary(worker_cpu)}  CPU of the worker answering a warm ask")
     print("\nin one process (min / median):")
     parsed = [dict(item.split("=") for item in line.split(";")) for line in stages]
     for name in parsed[0]:

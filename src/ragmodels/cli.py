@@ -77,7 +77,8 @@ def add_ask_command(subparsers: argparse._SubParsersAction) -> None:
         "ask", help="answer questions, showing the passages used and their scores",
         description="Answer questions with the passages used and their scores. The first ask answers in this "
                     "process and starts a background worker that keeps the model loaded, so later asks with the "
-                    "same --model/--index answer in ~0.1 s; it exits after --worker-idle-minutes without questions.")
+                    "same --model/--index skip the seconds of imports and loading; it exits after "
+                    "--worker-idle-minutes without questions (see ragmodels.ask_worker).")
     ask.add_argument("questions", nargs="*", help="one or more questions")
     _pipeline_args(ask)
     ask.add_argument("--n-docs", type=int, default=None, help="passages per question (default: the model's n_docs)")
