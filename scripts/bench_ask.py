@@ -8,6 +8,7 @@ alike. Wall seconds and CPU seconds (user + sys of the process and its children)
   torch           ``import torch``
   floor           ``import torch`` + the transformers modeling of the default's generator (BART or T5) and
                   question encoder (BERT): what any answer needs
+  (torch and floor end with ``gc.freeze()``, as ``ragmodels ask`` does: see "floor, plain exit")
   cold ask        ``ragmodels ask --no-worker QUESTION`` (everything in-process)
   warm ask        ``ragmodels ask QUESTION`` answered by a running worker
 and then, in one process, where the cold ask's time goes (imports, loading, first and second answer).
@@ -27,13 +28,17 @@ import tempfile
 import time
 
 STAGES = r"""
-import time
+import os, time
+from ragmodels.cli import ASK_ENVIRONMENT  # what a ``ragmodels ask`` process sets before importing torch
+for name, value in ASK_ENVIRONMENT.items():
+    os.environ.setdefault(name, value)
 T = [("start", time.perf_counter())]
 def mark(name): T.append((name, time.perf_counter()))
 import torch; mark("import torch")
 import FLOOR_MODULES; mark("import generator/encoder modeling")
 import faiss, pyarrow; mark("import faiss, pyarrow")
-from ragmodels.cli import ask_fields_namespace, format_answers, load_pipeline; import ragmodels.pipeline, ragmodels.default, ragmodels.modeling, ragmodels.retrieval.retriever; mark("import ragmodels")
+from ragmodels.cli import ask_fields_namespace, format_answers, load_pipeline
+import ragmodels.pipeline, ragmodels.default, ragmodels.modeling, ragmodels.retrieval.retriever; mark("import ragmodels")
 pipeline = load_pipeline(None, None); mark("load model, tokenizers, index")
 args = ask_fields_namespace({"questions": [QUESTION]})
 format_answers(pipeline, args); mark("first answer")
@@ -90,20 +95,23 @@ def main() -> None:
     opts = parser.parse_args()
     workers = tempfile.mkdtemp(prefix="ragmodels-bench-")
     os.chmod(workers, 0o700)
-    env = {k: v for k, v in os.environ.items() if k != "RAGMODELS_NO_WORKER"}
+    from ragmodels.cli import ASK_ENVIRONMENT
+
+    env = {**ASK_ENVIRONMENT, **{k: v for k, v in os.environ.items() if k != "RAGMODELS_NO_WORKER"}}
     env["RAGMODELS_WORKER_DIR"] = workers
     ask = ask_command()
     kinds = {
         "python": [sys.executable, "-c", "pass"],
-        "torch": [sys.executable, "-c", "import torch"],
-        "floor": [sys.executable, "-c", f"import torch, {floor_modules()}"],
+        "torch": [sys.executable, "-c", "import torch, gc; gc.freeze()"],
+        "floor": [sys.executable, "-c", f"import torch, {floor_modules()}, gc; gc.freeze()"],
+        "floor, plain exit": [sys.executable, "-c", f"import torch, {floor_modules()}"],
         "cold ask": [*ask, "ask", "--no-worker", opts.question],
         "warm ask": [*ask, "ask", opts.question],
     }
     try:
         subprocess.run([*ask, "ask", opts.question], env=env, check=True, capture_output=True)  # starts the worker
-        os.environ["RAGMODELS_WORKER_DIR"] = workers
-        os.environ.pop("RAGMODELS_NO_WORKER", None)
+        os.environ.clear()
+        os.environ.update(env)  # what the clients compute their worker's key from
         from ragmodels import ask_worker
 
         spec = ask_worker.WorkerSpec.for_args(None, None)
@@ -128,11 +136,11 @@ def main() -> None:
         shutil.rmtree(workers, ignore_errors=True)
     print(f"{opts.runs} runs each, seconds as min / median; {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.2f}; {' '.join(ask)}")
-    print(f"{'':10s} {'wall':>15s}   {'CPU':>15s}")
+    print(f"{'':18s} {'wall':>15s}   {'CPU':>15s}")
     for name, runs in results.items():
-        print(f"{name:10s} {summary([w for w, _ in runs])}   {summary([c for _, c in runs])}")
+        print(f"{name:18s} {summary([w for w, _ in runs])}   {summary([c for _, c in runs])}")
     if worker_cpu:
-        print(f"{'':10s} {'':15s}   {summary(worker_cpu)}  CPU of the worker answering a warm ask")
+        print(f"{'':18s} {'':15s}   {summary(worker_cpu)}  CPU of the worker answering a warm ask")
     print("\nin one process (min / median):")
     parsed = [dict(item.split("=") for item in line.split(";")) for line in stages]
     for name in parsed[0]:

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import QUESTIONS
 from ragmodels import ask_worker, default
-from ragmodels.cli import main
+from ragmodels.cli import ASK_ENVIRONMENT, main
 
 
 @pytest.fixture
@@ -214,10 +214,11 @@ sys.exit(status)
 @pytest.mark.skipif(not default.available(), reason="the default model is not shipped in this checkout")
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reaps the detached worker with prctl (Linux)")
 @pytest.mark.timeout(900)
-def test_real_worker_answers_the_same_bytes_faster(worker_dir):
+def test_real_worker_answers_the_same_bytes_faster(worker_dir, monkeypatch):
     questions = ["What is the capital of Mongolia?", "Which country borders Lesotho?"]
-    env = {k: v for k, v in os.environ.items() if k != ask_worker.ENV_DISABLE}
-    env[ask_worker.ENV_DIR] = str(worker_dir)
+    for name, value in ASK_ENVIRONMENT.items():  # what `ragmodels ask` sets: the clients' keys include it
+        monkeypatch.setenv(name, os.environ.get(name, value))
+    env = dict(os.environ)
     spec, reaped = None, False
     with reaping_orphans():
         try:
