@@ -7,18 +7,20 @@ Notation (see docs): B questions, k = n_docs passages per question, T target tok
 Loss = (1 - eps) * NLL + (eps / V) * smoothing term, where the smoothing term is minus the sum over
 the vocabulary of the (marginal) log-probabilities — exactly the reference's ``get_nll``.
 
-Memory: the generator's logits (B*k, T, V) are the only vocabulary-sized tensor we keep. A
-log-probability at the target is ``logit[y] - logsumexp(logits)`` and a sum of log-probabilities over
-the vocabulary is ``sum(logits) - V * logsumexp(logits)``, so neither needs a log_softmax copy.
-Only RAG-Token's smoothing term and its ``do_marginalize`` output need the full marginal; the loss
-recomputes it in the backward pass (activation checkpointing) instead of storing it.
+Memory and time: the generator's logits (B*k, T, V) are the only vocabulary-sized tensor the losses
+keep. A log-probability at the target is ``logit[y] - logsumexp(logits)`` and a sum of log-probabilities
+over the vocabulary is ``sum(logits) - V * logsumexp(logits)``, so neither needs a log_softmax copy;
+RAG-Token's smoothing term (the sum over the vocabulary of the marginal) is computed a few rows at a
+time. One autograd Function (``_VocabStats``) does this vocabulary-sized part of both losses and writes
+the gradient with respect to the logits in one buffer and one pass (softmax times a per-row factor,
+plus the target's one-hot), so neither pass allocates a vocabulary-sized temporary beyond that gradient.
+The rest of each loss is ordinary autograd over (B, k, T) tensors.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 
 def shift_left(target: torch.Tensor, pad_token_id: int) -> torch.Tensor:
@@ -31,23 +33,147 @@ def doc_log_probs(doc_scores: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(doc_scores, dim=1)
 
 
-def _per_token_log_probs(
-    seq_logits: torch.Tensor, target: torch.Tensor, n_docs: int, with_vocab_sums: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Per passage and position: log p(y_t), logsumexp over the vocabulary, and sum_v log p(v).
+_CHUNK_ELEMENTS = 1 << 21
+"""Elements of the logits handled at once on a CPU (8 MB in float32, cache-sized): every temporary is this
+size, not (B*k, T, V). On an accelerator _ACCELERATOR_CHUNK_ELEMENTS, so few kernels are launched."""
+_ACCELERATOR_CHUNK_ELEMENTS = 1 << 25
 
-    seq_logits (B*k, T, V), target (B, T) -> three (B, k, T) tensors (the last is None unless asked).
+_PLAIN, _VOCAB_SUMS, _TOKEN_MARGINAL = 0, 1, 2
+"""What ``_VocabStats`` computes besides log p(y_t): nothing, sum_v log p(v) per passage (RAG-Sequence's
+smoothing term), or sum_v log sum_i p(z_i|x) p(v|z_i) per question (RAG-Token's smoothing term)."""
+
+
+def _row_chunks(rows: int, row_size: int, device: torch.device) -> list[slice]:
+    """Consecutive row ranges of about _CHUNK_ELEMENTS (CPU) elements each."""
+    elements = _CHUNK_ELEMENTS if device.type == "cpu" else _ACCELERATOR_CHUNK_ELEMENTS
+    step = max(1, elements // max(row_size, 1))
+    return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
+
+
+class _VocabStats(torch.autograd.Function):
+    """The vocabulary-sized part of both losses, with a backward that writes d loss / d logits in one buffer.
+
+    forward(logits (N, T, V) with N = B*k, target (N, T), doc_lp (B, k), mode) -> (tok_lp, extra, lse):
+      tok_lp (N, T) = log p(y_t | z) = logits[y_t] - logsumexp_v(logits);
+      extra: None (_PLAIN), (N, T) sum_v log p(v | z) (_VOCAB_SUMS), or (B, T)
+             sum_v log sum_i p(z_i|x) p(v | z_i) (_TOKEN_MARGINAL);
+      lse (N, T) logsumexp_v(logits) (no gradient flows through it).
+    Everything is computed a few rows at a time, so neither pass materializes log_softmax, softmax or the
+    (B, k, T, V) joint; only the logits (which the output holds anyway), lse and the target are saved. With
+    p = softmax(logits), g = d loss / d tok_lp, h = d loss / d extra:
+      _PLAIN / _VOCAB_SUMS:  d/d logits[v] = g * (1[v = y] - p[v]) + h * (1 - V p[v])
+      _TOKEN_MARGINAL:       d/d logits_i[v] = g_i (1[v = y] - p_i[v]) + h (q_i[v] - p_i[v] Q_i),
+                             d/d doc_lp_i = sum_t h Q_i,
+    where q_i[v] = p(z_i | x, v) (the passage posterior of token v) and Q_i = sum_v q_i[v].
     """
-    vocab = seq_logits.size(-1)
-    lse = seq_logits.logsumexp(dim=-1)  # (B*k, T)
-    per_doc_target = target.repeat_interleave(n_docs, dim=0).unsqueeze(-1)  # (B*k, T, 1)
-    target_log_probs = seq_logits.gather(-1, per_doc_target).squeeze(-1) - lse  # (B*k, T)
-    vocab_sums = seq_logits.sum(dim=-1) - vocab * lse if with_vocab_sums else None  # (B*k, T)
 
-    def per_doc(x: torch.Tensor) -> torch.Tensor:
-        return x.view(-1, n_docs, x.size(-1))  # (B*k, T) -> (B, k, T)
+    @staticmethod
+    def forward(ctx, logits, target, doc_lp, mode):
+        n_rows, length, vocab = logits.shape
+        flat = logits.reshape(n_rows * length, vocab)
+        flat_target = target.reshape(-1, 1)
+        lse = logits.new_empty(n_rows * length)
+        tok_lp = logits.new_empty(n_rows * length)
+        vocab_sums = logits.new_empty(n_rows * length) if mode == _VOCAB_SUMS else None
+        for rows in _row_chunks(flat.size(0), vocab, logits.device):
+            x = flat[rows]
+            torch.logsumexp(x, dim=-1, out=lse[rows])
+            torch.sub(x.gather(-1, flat_target[rows]).squeeze(-1), lse[rows], out=tok_lp[rows])
+            if vocab_sums is not None:
+                torch.sub(x.sum(dim=-1), lse[rows], alpha=vocab, out=vocab_sums[rows])
+        lse, tok_lp = lse.view(n_rows, length), tok_lp.view(n_rows, length)
+        extra = vocab_sums.view(n_rows, length) if vocab_sums is not None else None
+        if mode == _TOKEN_MARGINAL:
+            extra = _token_marginal_sums(logits, lse, doc_lp)
+        ctx.mode = mode
+        ctx.save_for_backward(logits, target, lse, doc_lp if mode == _TOKEN_MARGINAL else None)
+        ctx.mark_non_differentiable(lse)
+        return tok_lp, extra, lse
 
-    return per_doc(target_log_probs), per_doc(lse), per_doc(vocab_sums) if with_vocab_sums else None
+    @staticmethod
+    def backward(ctx, grad_tok, grad_extra, _grad_lse):
+        logits, target, lse, doc_lp = ctx.saved_tensors
+        n_rows, length, vocab = logits.shape
+        if grad_tok is None:
+            grad_tok = lse.new_zeros(n_rows, length)
+        grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
+        grad_doc_lp = None
+        if ctx.mode == _TOKEN_MARGINAL and grad_extra is not None:
+            grad_doc_lp = _token_marginal_backward(logits, lse, doc_lp, grad_tok, grad_extra, grad)
+        else:
+            has_sums = ctx.mode == _VOCAB_SUMS and grad_extra is not None
+            flat, out = logits.reshape(-1, vocab), grad.view(-1, vocab)
+            flat_lse, flat_g = lse.reshape(-1, 1), grad_tok.reshape(-1, 1)
+            flat_h = grad_extra.reshape(-1, 1) if has_sums else None
+            for rows in _row_chunks(flat.size(0), vocab, logits.device):
+                g = out[rows]
+                torch.sub(flat[rows], flat_lse[rows], out=g).exp_()  # p
+                if has_sums:  # -(g + V h) p + h
+                    g.mul_(-(flat_g[rows] + vocab * flat_h[rows])).add_(flat_h[rows])
+                else:
+                    g.mul_(-flat_g[rows])
+        flat_grad = grad.view(-1, vocab)
+        flat_grad.scatter_add_(-1, target.reshape(-1, 1), grad_tok.reshape(-1, 1).to(grad.dtype))
+        return grad, None, grad_doc_lp, None
+
+
+def _token_marginal_sums(logits: torch.Tensor, lse: torch.Tensor, doc_lp: torch.Tensor) -> torch.Tensor:
+    """sum_v logsumexp_i [ log p(z_i|x) + log p(v | x, z_i) ]: logits (B*k, T, V), lse (B*k, T) -> (B, T)."""
+    batch, n_docs = doc_lp.shape
+    length, vocab = logits.shape[1:]
+    grouped = logits.view(batch, n_docs, length, vocab)
+    shift = (doc_lp.unsqueeze(-1) - lse.view(batch, n_docs, length)).unsqueeze(-1)  # (B, k, T, 1)
+    sums = logits.new_empty(batch, length)
+    for b in range(batch):
+        for span in _row_chunks(length, n_docs * vocab, logits.device):
+            joint = grouped[b, :, span] + shift[b, :, span]  # (k, tc, V)
+            torch.sum(joint.logsumexp(dim=0), dim=-1, out=sums[b, span])
+    return sums
+
+
+def _token_marginal_backward(
+    logits: torch.Tensor, lse: torch.Tensor, doc_lp: torch.Tensor, grad_tok: torch.Tensor,
+    grad_sums: torch.Tensor, grad: torch.Tensor,
+) -> torch.Tensor:
+    """Fill ``grad`` (B*k, T, V) = g_i (-p_i) + h (q_i - p_i Q_i) (the one-hot part is added by the caller);
+    return d loss / d doc_lp (B, k) = sum_t h Q_i."""
+    batch, n_docs = doc_lp.shape
+    length, vocab = logits.shape[1:]
+    grouped = logits.view(batch, n_docs, length, vocab)
+    out = grad.view(batch, n_docs, length, vocab)
+    lse = lse.view(batch, n_docs, length, 1)
+    g = grad_tok.view(batch, n_docs, length, 1)
+    h = grad_sums.view(batch, 1, length, 1)
+    doc = doc_lp.view(batch, n_docs, 1, 1)
+    grad_doc_lp = doc_lp.new_zeros(batch, n_docs)
+    for b in range(batch):
+        for span in _row_chunks(length, n_docs * vocab, logits.device):
+            logp = grouped[b, :, span] - lse[b, :, span]  # (k, tc, V)
+            joint = logp + doc[b]
+            q = (joint - joint.logsumexp(dim=0, keepdim=True)).exp_()  # (k, tc, V) passage posteriors per token
+            q_sums = q.sum(dim=-1, keepdim=True)  # (k, tc, 1)
+            hb = h[b, :, span]  # (1, tc, 1)
+            grad_doc_lp[b] += (hb * q_sums).sum(dim=(1, 2))
+            p = logp.exp_()
+            # g (-p) + h (q - p Q) = h q - p (g + h Q)
+            torch.mul(q, hb, out=out[b, :, span]).sub_(p.mul_(g[b, :, span] + hb * q_sums))
+    return grad_doc_lp
+
+
+def _per_token_log_probs(
+    seq_logits: torch.Tensor, target: torch.Tensor, doc_lp: torch.Tensor, smoothing: int = _PLAIN
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log p(y_t | x, z_i, y_<t) per passage and position, and the smoothing statistic ``smoothing`` asks for.
+
+    seq_logits (B*k, T, V), target (B, T), doc_lp (B, k) -> (B, k, T) and None, (B, k, T) sum_v log p(v)
+    (_VOCAB_SUMS) or (B, T) sum_v of the RAG-Token marginal log-probabilities (_TOKEN_MARGINAL).
+    """
+    batch, n_docs = doc_lp.shape
+    per_doc_target = target.repeat_interleave(n_docs, dim=0)  # (B*k, T)
+    tok_lp, extra, _ = _VocabStats.apply(seq_logits, per_doc_target, doc_lp, smoothing)
+    if smoothing == _VOCAB_SUMS:
+        extra = extra.view(batch, n_docs, -1)
+    return tok_lp.view(batch, n_docs, -1), extra
 
 
 def _token_marginal(seq_logits: torch.Tensor, lse: torch.Tensor, doc_lp: torch.Tensor) -> torch.Tensor:
@@ -103,12 +229,15 @@ def rag_sequence_nll(
     vocab = seq_logits.size(-1)
     target = shift_left(target, pad_token_id)  # (B, T)
     with_smoothing = epsilon != 0.0
-    tok_ll, _, tok_smooth = _per_token_log_probs(seq_logits, target, n_docs, with_smoothing)  # (B, k, T)
+    doc_lp = doc_log_probs(doc_scores)  # (B, k)
+    tok_ll, tok_smooth = _per_token_log_probs(
+        seq_logits, target, doc_lp, _VOCAB_SUMS if with_smoothing else _PLAIN
+    )  # (B, k, T) each
 
     length = target.size(1)
     at_second = doc_scores.new_zeros(length)  # (T,) one-hot at position 1 (all zeros if T == 1)
     at_second[1:2] = 1.0
-    doc_term = doc_log_probs(doc_scores).unsqueeze(-1) * at_second  # (B, k, T)
+    doc_term = doc_lp.unsqueeze(-1) * at_second  # (B, k, T)
     pad_mask = target.eq(pad_token_id).unsqueeze(1)  # (B, 1, T)
 
     tok_ll = (tok_ll + doc_term).masked_fill(pad_mask, 0.0)  # (B, k, T)
@@ -138,8 +267,9 @@ def rag_token_nll(
     n_docs = doc_scores.size(1)
     vocab = seq_logits.size(-1)
     target = shift_left(target, pad_token_id)  # (B, T)
-    tok_ll, lse, _ = _per_token_log_probs(seq_logits, target, n_docs, with_vocab_sums=False)  # (B, k, T)
     doc_lp = doc_log_probs(doc_scores)  # (B, k)
+    # tok_ll (B, k, T); with smoothing, vocab_sums (B, T) = sum_v log p(v | x, y_<t) (the marginal)
+    tok_ll, vocab_sums = _per_token_log_probs(seq_logits, target, doc_lp, _TOKEN_MARGINAL if epsilon else _PLAIN)
     pad_mask = target.eq(pad_token_id)  # (B, T)
 
     marginal_ll = (tok_ll + doc_lp.unsqueeze(-1)).logsumexp(dim=1)  # (B, T): log p(y_t | x, y_<t)
@@ -147,10 +277,5 @@ def rag_token_nll(
 
     smooth = None
     if epsilon != 0.0:
-        # sum_v of the marginal log-probabilities; (B, k, T, V) recomputed in backward, not stored.
-        vocab_sums = checkpoint(
-            lambda logits, l, d: _token_marginal(logits, l, d).sum(dim=-1), seq_logits, lse, doc_lp,
-            use_reentrant=False,
-        )  # (B, T)
         smooth = vocab_sums.masked_fill(pad_mask, 0.0).sum(dim=1)  # (B,)
     return _combine(ll, smooth, epsilon, vocab, reduce_loss)

@@ -114,6 +114,11 @@ class RagModel(RagPreTrainedModel):
     """Encode the question, retrieve k passages, run the generator on each (passage + question).
 
     Returns per-passage generator logits and doc_scores; the heads turn them into a marginal likelihood.
+    ``trim_context_padding`` (attribute, default False): without a decoder cache (training, the heads'
+    loss), do not run the generator over context columns that are padding in every row (retrievers pad
+    to max_combined_length; see ``_without_trailing_padding``). The logits are the same up to float
+    rounding, which then depends on the longest context of the batch (so two batchings of the same
+    examples no longer agree bit for bit); that is why it is off by default.
     """
 
     def __init__(
@@ -135,6 +140,7 @@ class RagModel(RagPreTrainedModel):
         self.retriever = retriever
         self.ctx_encoder = None
         self.context_encoder_training = False
+        self.trim_context_padding = False
         self.post_init()
 
     def encode_question(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -275,9 +281,14 @@ class RagModel(RagPreTrainedModel):
         if decoder_attention_mask is not None:
             decoder_attention_mask = decoder_attention_mask.repeat_interleave(n_docs, dim=0)
 
+        generator_ids, generator_mask = context_input_ids, context_attention_mask
+        if self.trim_context_padding and encoder_outputs is None and not use_cache and not (
+            output_attentions or output_hidden_states
+        ):
+            generator_ids, generator_mask = _without_trailing_padding(context_input_ids, context_attention_mask)
         gen_outputs = self.generator(
-            input_ids=context_input_ids,
-            attention_mask=context_attention_mask,
+            input_ids=generator_ids,
+            attention_mask=generator_mask,
             encoder_outputs=encoder_outputs,
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
@@ -300,13 +311,39 @@ class RagModel(RagPreTrainedModel):
             question_encoder_last_hidden_state=retrieved.question_hidden if retrieved is not None else None,
             question_enc_hidden_states=question_outputs.hidden_states if question_outputs is not None else None,
             question_enc_attentions=question_outputs.attentions if question_outputs is not None else None,
-            generator_enc_last_hidden_state=gen_outputs.encoder_last_hidden_state,
+            generator_enc_last_hidden_state=_padded_to(gen_outputs.encoder_last_hidden_state, context_input_ids),
             generator_enc_hidden_states=gen_outputs.encoder_hidden_states,
             generator_enc_attentions=gen_outputs.encoder_attentions,
             generator_dec_hidden_states=gen_outputs.decoder_hidden_states,
             generator_dec_attentions=gen_outputs.decoder_attentions,
             generator_cross_attentions=gen_outputs.cross_attentions,
         )
+
+
+def _without_trailing_padding(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop the trailing columns that are padding (mask 0) in every row: (B*k, L) -> (B*k, L' <= L).
+
+    Retrievers pad every context to max_combined_length; a masked key adds exactly nothing to attention,
+    and a padded query's output is never used (the decoder's cross-attention masks it too), so the
+    generator's logits are the same without those columns (up to float rounding) at a fraction of the
+    encoder's cost. Left padding is left alone (its padding is not trailing).
+    """
+    if attention_mask is None or attention_mask.size(1) == 0:
+        return input_ids, attention_mask
+    used = attention_mask.ne(0).any(dim=0)  # (L,)
+    if bool(used[-1]):
+        return input_ids, attention_mask
+    length = int(used.nonzero().max()) + 1 if bool(used.any()) else 1
+    return input_ids[:, :length], attention_mask[:, :length]
+
+
+def _padded_to(hidden: torch.Tensor | None, input_ids: torch.Tensor | None) -> torch.Tensor | None:
+    """The encoder's last hidden state (B*k, L', d) zero-padded back to the contexts' length L."""
+    if hidden is None or input_ids is None or hidden.size(1) >= input_ids.size(1):
+        return hidden
+    return torch.nn.functional.pad(hidden, (0, 0, 0, input_ids.size(1) - hidden.size(1)))
 
 
 def _check_context_shapes(

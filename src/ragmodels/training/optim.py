@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
+from collections.abc import Callable
+
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -39,6 +44,37 @@ def _fused_supported(params: list[torch.nn.Parameter]) -> bool:
         p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16)
         and not p.is_sparse for p in params
     )
+
+
+def release_free_memory() -> bool:
+    """Give the memory that the C allocator holds but no tensor uses back to the system (glibc's ``malloc_trim``).
+
+    On a CPU, tensors smaller than glibc's mmap threshold live in its heap; once freed (activations during
+    the backward, say) that memory stays resident, and new tensors of other sizes (optimizer state) do
+    not always fit in the holes, so the resident set grows past what is in use. Trimming returns the free
+    pages. Returns False where there is no ``malloc_trim`` (not Linux, or not glibc).
+    """
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+_TRIM: Callable[[int], int] | None | bool = False  # False: not looked up yet
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    global _TRIM
+    if _TRIM is False:
+        _TRIM = None
+        if sys.platform.startswith("linux"):
+            try:
+                _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+                _TRIM.argtypes, _TRIM.restype = [ctypes.c_size_t], ctypes.c_int
+            except (OSError, AttributeError):  # musl and others have no malloc_trim
+                _TRIM = None
+    return _TRIM
 
 
 class LinearWarmupDecay:

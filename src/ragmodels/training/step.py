@@ -24,6 +24,16 @@ global norm of the unclipped gradients either way (computed on the fly in the ho
 
 The one AdamW instance (``build_optimizer``) holds all state and hyper-parameters in both modes, so the
 LR scheduler and checkpoints (``optimizer.state_dict()``) are the same whichever mode ran.
+
+Memory of the first step: AdamW creates its moments (two floats per weight) at its first update. With
+the optimizer in the backward they are created while the backward frees activations, but the freed
+memory stays resident in the C allocator's heap and the moments do not all fit in its holes, so the
+resident set would climb to activations plus moments. On the first step, after every
+``release_every`` bytes of new optimizer state, the free heap memory is returned to the system
+(``optim.release_free_memory``); in the plain mode once, before the update. On BART-base + BERT-base
+(benchmarks/training.py) this lowers the first step's peak RSS by ~25% (and later steps' by ~5%, the
+heap being less fragmented) for ~1% of the first step's time. Later steps create no state and release
+nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from collections.abc import Sequence
 import torch
 
 from . import distributed
+from .optim import release_free_memory
 
 
 def in_backward_blockers(grad_accum_steps: int, world_size: int, max_grad_norm: float | None) -> list[str]:
@@ -66,6 +77,8 @@ class TrainStep:
     """``backward(loss)`` per micro-batch, then ``step()`` once: the update (see module doc).
 
     ``step()`` returns the global gradient norm (before clipping) and leaves every gradient None.
+    ``release_every``: bytes of new optimizer state between releases of free memory on the first step
+    (see module doc); None never releases.
     """
 
     def __init__(
@@ -74,9 +87,11 @@ class TrainStep:
         max_grad_norm: float | None = None,
         in_backward: bool = False,
         env: distributed.DistEnv | None = None,
+        release_every: int | None = 256 << 20,
     ):
         self.optimizer, self.in_backward, self.env = optimizer, in_backward, env
         self.max_grad_norm = max_grad_norm
+        self.release_every = release_every
         self.params: list[torch.nn.Parameter] = [p for g in optimizer.param_groups for p in g["params"]]
         if in_backward:
             use_optimizer_in_backward(True, 1, env.world_size if env is not None else 1, max_grad_norm)
@@ -84,6 +99,7 @@ class TrainStep:
         self._norms: list[torch.Tensor] = []
         self._updated: set[torch.nn.Parameter] = set()
         self._backwards = 0
+        self._new_state_bytes = 0
 
     def backward(self, loss: torch.Tensor) -> None:
         if not self.in_backward:
@@ -113,6 +129,8 @@ class TrainStep:
             return torch.linalg.vector_norm(torch.stack(norms)).item() if norms else 0.0
         distributed.sum_gradients(self.params, self.env or _SINGLE)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm or math.inf).item()
+        if self.release_every is not None and any(not self.optimizer.state.get(p) for p in self.params):
+            release_free_memory()  # first step: the activations are gone, the moments are about to come
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
@@ -120,8 +138,14 @@ class TrainStep:
     def _update_now(self, p: torch.nn.Parameter) -> None:
         """Post-accumulate-grad hook: AdamW on ``p`` alone (its group's state and current lr), then free its grad."""
         self._norms.append(torch.linalg.vector_norm(p.grad))
+        new_state = self.release_every is not None and not self.optimizer.state.get(p)
         self._step_only([p])
         self._updated.add(p)
+        if new_state:
+            self._new_state_bytes += sum(t.nbytes for t in self.optimizer.state[p].values() if torch.is_tensor(t))
+            if self._new_state_bytes >= self.release_every:
+                release_free_memory()
+                self._new_state_bytes = 0
 
     def _step_only(self, params: Sequence[torch.nn.Parameter]) -> None:
         """``optimizer.step()`` restricted to ``params`` (their groups' hyper-parameters), grads then freed."""

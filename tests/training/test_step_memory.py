@@ -1,0 +1,56 @@
+"""The first step gives free heap memory back while AdamW creates its moments; later steps do not."""
+
+import pytest
+import torch
+
+from ragmodels.training import step as step_module
+from ragmodels.training.batching import encode_batch
+from ragmodels.training.optim import build_optimizer, release_free_memory
+from ragmodels.training.step import TrainStep
+
+from training_fixtures import make_components, qa_records  # noqa: F401  (fixtures)
+
+
+def test_release_free_memory_runs():
+    assert release_free_memory() in (True, False)
+
+
+@pytest.mark.parametrize("in_backward", [True, False])
+@pytest.mark.parametrize("release_every", [1, None])
+def test_released_on_the_first_step_only(make_components, monkeypatch, in_backward, release_every):
+    calls = []
+    monkeypatch.setattr(step_module, "release_free_memory", lambda: calls.append(1) or True)
+    parts = make_components(dropout=False)
+    model = parts.model.train()
+    trainer = TrainStep(build_optimizer(model, 1e-3, 0.01), in_backward=in_backward, release_every=release_every)
+    start = model.config.generator.decoder_start_token_id
+    per_step = []
+    for index in range(2):
+        inputs = encode_batch(parts.tokenizer, qa_records()[index * 2 : index * 2 + 2], start, 32, 8)
+        trainer.backward(model(**inputs, use_cache=False).loss.sum())
+        trainer.step()
+        per_step.append(len(calls))
+    n_params = sum(1 for p in model.parameters() if p.requires_grad)
+    if release_every is None:
+        assert per_step == [0, 0]
+    elif in_backward:  # after every parameter's new state (1 byte apart), nothing on the second step
+        assert per_step[0] >= 0.9 * n_params and per_step[1] == per_step[0]
+    else:  # once, before the first update
+        assert per_step == [1, 1]
+
+
+def test_release_does_not_change_the_update(make_components):
+    """Same weights after two steps with and without releasing memory."""
+    weights = []
+    for release_every in (1, None):
+        parts = make_components(dropout=False)
+        model = parts.model.train()
+        trainer = TrainStep(build_optimizer(model, 1e-2, 0.01), in_backward=True, release_every=release_every)
+        start = model.config.generator.decoder_start_token_id
+        for index in range(2):
+            inputs = encode_batch(parts.tokenizer, qa_records()[index * 2 : index * 2 + 2], start, 32, 8)
+            trainer.backward(model(**inputs, use_cache=False).loss.sum())
+            trainer.step()
+        weights.append(model.state_dict())
+    for name, value in weights[0].items():
+        assert torch.equal(value, weights[1][name]), name
