@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -83,6 +84,22 @@ def test_kwargs_override_options_and_empty_questions_are_refused(pipe):
     assert len(pipe.answer(QUESTIONS[:1], FAST, n_docs=2)[0].passages) == 2
     with pytest.raises(ValueError, match="no empty ones"):
         pipe.answer(["ok", "  "], FAST)
+
+
+def test_copy_from_context_answers_are_spans_of_the_passages(pipe, tiny_rag_checkpoint, tiny_knowledge_base, capsys):
+    """With copy-constrained decoding every answer occurs in the "title / text // question" the generator read."""
+    options = replace(FAST, copy_from_context=True)
+    answers = pipe.answer(QUESTIONS, options)
+    free = pipe.answer(QUESTIONS, FAST)
+    assert [a.answer for a in answers] != [a.answer for a in free]  # the tiny random model does not copy by itself
+    for question, answer in zip(QUESTIONS, answers):
+        assert answer.answer
+        read = [f"{p.title} / {p.text} // {question}" for p in answer.passages]
+        assert any(answer.answer in text or answer.answer.lower() in text.lower() for text in read), (answer.answer, read)
+    args = ["--model", str(tiny_rag_checkpoint(pipe.head)), "--index", str(tiny_knowledge_base), "--n-docs", "3",
+            "--num-beams", "2", "--max-new-tokens", "6", "--json", "--no-worker"]
+    assert main(["ask", QUESTIONS[0], *args, "--copy"]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"] == answers[0].answer
 
 
 def test_head_comes_from_the_checkpoint(tiny_rag_checkpoint, tiny_knowledge_base):

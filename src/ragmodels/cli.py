@@ -12,10 +12,11 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 
 def add_index_commands(subparsers: argparse._SubParsersAction) -> None:
-    """``ragmodels index build|info|add|delete|import-dpr|import-hf``: knowledge bases."""
+    """``ragmodels index build|info|add|delete|import-dpr|import-hf|tokens|shard``: knowledge bases."""
     group = subparsers.add_parser("index", help="build, inspect, update and import knowledge bases")
     commands = group.add_subparsers(dest="index_command", required=True)
 
@@ -60,6 +61,12 @@ def add_index_commands(subparsers: argparse._SubParsersAction) -> None:
     hf.add_argument("--output", "-o", required=True, help="knowledge-base folder")
     _encoder_args(hf, required=False)
     hf.set_defaults(func=_index_import_hf)
+
+    tokens = commands.add_parser("tokens", help="store every passage's generator tokens beside the knowledge base")
+    tokens.add_argument("kb", help="knowledge-base folder")
+    tokens.add_argument("--model", required=True,
+                        help="RAG checkpoint (folder or Hub id) whose generator tokenizer, prefix and title_sep to use")
+    tokens.set_defaults(func=_index_tokens)
     add_index_shard_command(commands)
 
 
@@ -85,6 +92,8 @@ def add_ask_command(subparsers: argparse._SubParsersAction) -> None:
     ask.add_argument("--n-docs", type=int, default=None, help="passages per question (default: the model's n_docs)")
     ask.add_argument("--num-beams", type=int, default=4, help="beams (1: greedy)")
     ask.add_argument("--max-new-tokens", type=int, default=32, help="most tokens per answer")
+    ask.add_argument("--copy", action="store_true",
+                     help="answers restricted to token spans of the retrieved passages (copy-constrained decoding)")
     ask.add_argument("--json", action="store_true", help="one JSON object per question (answer, score, passages)")
     ask.add_argument("--no-worker", action="store_true",
                      help="answer in this process; neither use nor start a worker (or set RAGMODELS_NO_WORKER=1)")
@@ -146,7 +155,7 @@ def build_parser(group: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-# set (unless already set) in a ``ragmodels ask`` process before torch is imported: idle OpenMP threads
+# set (unless already set) in a ``ragmodels ask`` or ``serve`` process before torch is imported: idle OpenMP threads
 # sleep instead of spinning. With the default intra-op threads on a machine with any other load, a thread
 # spinning at every small op's barrier while the one with work waits for a time slice made an answer of
 # the default model take 2-4 s instead of 30-60 ms. How threads wait does not change what they compute.
@@ -173,7 +182,7 @@ def main(argv: Sequence[str] | None = None, *, use_worker: bool | None = None) -
         args.ask_parser.error("the following arguments are required: questions")
     args.use_worker = as_program if use_worker is None else use_worker
     quick_exit = as_program and args.group == "ask"
-    if quick_exit:
+    if as_program and args.group in ("ask", "serve"):
         for name, value in ASK_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
     try:
@@ -256,6 +265,21 @@ def _index_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _index_tokens(args: argparse.Namespace) -> int:
+    from ragmodels.config import RagConfig
+    from ragmodels.retrieval.knowledge_base import KnowledgeBase
+    from ragmodels.tokenization import RagTokenizer
+
+    model = checkpoint_source(args.model)
+    config = RagConfig.from_pretrained(model)
+    tokenizer = RagTokenizer.from_pretrained(model, config=config).generator
+    store = KnowledgeBase.load(args.kb).build_passage_tokens(
+        tokenizer, prefix=getattr(config.generator, "prefix", None), title_sep=config.title_sep)
+    print(f"{len(store)} passages tokenized for {args.model}: {store.folder} ({store.nbytes / 2**20:.1f} MiB); "
+          "retrievers over this knowledge base with that tokenizer now read it instead of tokenizing")
+    return 0
+
+
 def _index_import_dpr(args: argparse.Namespace) -> int:
     from ragmodels.retrieval.knowledge_base import import_dpr
 
@@ -278,6 +302,17 @@ def _pipeline_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", help="knowledge-base folder (default: the index the checkpoint names)")
 
 
+def checkpoint_source(model: str) -> str:
+    """``model`` as given, or FileNotFoundError when it names a local folder (a path) that does not exist."""
+    path = Path(model).expanduser()
+    if (path.is_absolute() or model.startswith((".", "~")) or path.exists()) and not path.is_dir():
+        raise FileNotFoundError(
+            f"--model {model}: no such checkpoint folder. Give a folder written by save_pretrained or a Hub id "
+            "such as facebook/rag-token-nq."
+        )
+    return str(path) if path.is_dir() else model
+
+
 def load_pipeline(model: str | None, index: str | None):
     """The RagPipeline of ``--model``/``--index`` (None: the embedded default), loaded without progress bars."""
     from transformers.utils import logging as hf_logging
@@ -293,13 +328,13 @@ def load_pipeline(model: str | None, index: str | None):
     try:
         if model is None:
             return RagPipeline.from_default(index=index)
-        return RagPipeline.from_pretrained(model, index=index)
+        return RagPipeline.from_pretrained(checkpoint_source(model), index=index)
     finally:
         hf_logging.set_tqdm_hook(previous)
 
 
 # the ask options that decide its output (what a client sends to an ask worker), with their defaults
-ASK_FIELDS = {"questions": [], "n_docs": None, "num_beams": 4, "max_new_tokens": 32, "json": False}
+ASK_FIELDS = {"questions": [], "n_docs": None, "num_beams": 4, "max_new_tokens": 32, "copy": False, "json": False}
 
 
 def ask_fields_namespace(fields: dict) -> argparse.Namespace:
@@ -310,7 +345,7 @@ def ask_fields_namespace(fields: dict) -> argparse.Namespace:
 def format_answers(pipeline, args: argparse.Namespace) -> str:
     """What ``ragmodels ask`` prints for ``args.questions`` (text, or one JSON object per line with --json)."""
     answers = pipeline.answer(args.questions, n_docs=args.n_docs, num_beams=args.num_beams,
-                              max_new_tokens=args.max_new_tokens)
+                              max_new_tokens=args.max_new_tokens, copy_from_context=args.copy)
     lines = []
     for question, answer in zip(args.questions, answers):
         if args.json:

@@ -58,6 +58,7 @@ class DecodingOptions:
     """How to decode; hashable, so that the server batches requests with equal options together.
 
     ``decoding`` applies to RAG-Sequence only ("thorough" or "fast", see ragmodels.generation).
+    ``copy_from_context``: answers are token spans of the retrieved passages (ragmodels.generation.context_copy).
     """
 
     n_docs: int | None = None
@@ -66,6 +67,7 @@ class DecodingOptions:
     min_new_tokens: int = 0
     no_repeat_ngram_size: int = 0
     decoding: Literal["thorough", "fast"] = "thorough"
+    copy_from_context: bool = False
 
 
 def default_model_dir() -> Path:
@@ -195,6 +197,7 @@ class RagPipeline:
             max_new_tokens=options.max_new_tokens,
             min_new_tokens=options.min_new_tokens,
             no_repeat_ngram_size=options.no_repeat_ngram_size,
+            copy_from_context=options.copy_from_context,
             num_return_sequences=1,
             return_dict_in_generate=True,
         )

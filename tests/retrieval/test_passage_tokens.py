@@ -180,3 +180,27 @@ def test_fingerprint_ignores_call_settings_and_knowledge_base_builds_the_store(t
     assert store.folder.parent == tmp_path / "kb" / "passages.tokens"
     found = find_passage_tokens(KnowledgeBase.load(tmp_path / "kb").passages, before, None, " / ")
     assert found is not None and len(found) == 30
+
+
+def test_index_tokens_command_builds_the_store_a_pipeline_then_reads(tmp_path, tiny_rag_checkpoint, tiny_knowledge_base,
+                                                                      capsys):
+    import shutil
+
+    from conftest import QUESTIONS
+    from ragmodels.cli import main
+    from ragmodels.pipeline import DecodingOptions, RagPipeline
+
+    kb = shutil.copytree(tiny_knowledge_base, tmp_path / "kb")
+    checkpoint = tiny_rag_checkpoint("token")
+    options = DecodingOptions(n_docs=3, num_beams=2, max_new_tokens=6)
+    before = RagPipeline.from_pretrained(checkpoint, index=kb)
+    assert before.retriever.passage_tokens() is None
+    expected = before.answer(QUESTIONS, options)
+    assert main(["index", "tokens", str(kb), "--model", str(checkpoint)]) == 0
+    assert "passages tokenized" in capsys.readouterr().out
+    after = RagPipeline.from_pretrained(checkpoint, index=kb)
+    store = after.retriever.passage_tokens()
+    assert store is not None and store.folder.parent == kb / "passages.tokens" and len(store) == after.num_passages
+    assert [a.to_dict() for a in after.answer(QUESTIONS, options)] == [a.to_dict() for a in expected]
+    assert main(["index", "tokens", str(kb), "--model", str(tmp_path / "missing")]) == 1
+    assert "no such checkpoint folder" in capsys.readouterr().err

@@ -220,6 +220,8 @@ def train_closed_book(generator, tokenizer, train_records, epochs: int, lr: floa
     """Question -> answer with the same generator size, optimizer and schedule as the RAG recipe."""
     from ragmodels.training.optim import build_optimizer, build_scheduler
 
+    from .reader_pretraining import teacher_forcing
+
     torch.manual_seed(seed)
     optimizer = build_optimizer(generator, lr, 0.01)
     steps_per_epoch = math.ceil(len(train_records) / batch_size)
@@ -232,15 +234,9 @@ def train_closed_book(generator, tokenizer, train_records, epochs: int, lr: floa
         for i in range(0, len(order), batch_size):
             batch = [train_records[j] for j in order[i : i + batch_size].tolist()]
             enc = tokenizer([r["question"] for r in batch], padding=True, return_tensors="pt")
-            answers = tokenizer([r["answers"][0] for r in batch], truncation=True, max_length=23)["input_ids"]
-            targets = [[decoder_start, *ids] for ids in answers]
-            labels = torch.full((len(batch), max(map(len, targets))), -100, dtype=torch.long)
-            for row, ids in enumerate(targets):
-                labels[row, : len(ids)] = torch.tensor(ids)
-            decoder_input_ids = labels[:, :-1].clone()
-            decoder_input_ids[decoder_input_ids == -100] = tokenizer.pad_token_id
+            decoder_input_ids, labels = teacher_forcing(tokenizer, [r["answers"][0] for r in batch], decoder_start, 23)
             out = generator(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                            decoder_input_ids=decoder_input_ids, labels=labels[:, 1:].contiguous())
+                            decoder_input_ids=decoder_input_ids, labels=labels)
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(generator.parameters(), 1.0)
             optimizer.step()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -106,27 +107,41 @@ def copy_examples(rng: random.Random, name: Callable[[], str]) -> list[Example]:
     return [(_source(d, "repeat"), d["text"], "copy") for d in documents]
 
 
-def real_examples(data: Path, question_tokenizer, rng: random.Random, counterfactual: float = 0.8) -> list[Example]:
-    """``read`` examples from the training split's gold passages.
+@dataclass
+class RealQA:
+    """The training split's QA with its gold passages, read once per run (``load_real``)."""
 
-    The question is what the retriever puts in the generator input (the uncased question-encoder tokenizer's
-    decoding). With probability ``counterfactual`` the answer is replaced, in the passage and the target, by
-    the answer of another training fact of the same relation, so that entity -> answer cannot be memorized.
-    """
+    records: list[dict]
+    questions: list[str]  # as the generator sees them: the question-encoder tokenizer's decoding
+    passages: dict[str, dict]  # gold passage id -> document
+    answers_by_relation: dict[str, list[str]]
+
+
+def load_real(data: Path, question_tokenizer) -> RealQA:
+    """GeoQA's training split and documents under ``data``."""
     from .common import read
 
-    docs = {d["id"]: d for d in read(data / "documents.jsonl")}
     train = read(data / "train.jsonl")
     by_relation: dict[str, list[str]] = defaultdict(list)
     for r in train:
         by_relation[r["relation"]].append(r["answers"][0])
     decoded = question_tokenizer.batch_decode(question_tokenizer([r["question"] for r in train])["input_ids"],
                                               skip_special_tokens=True)
+    return RealQA(train, decoded, {d["id"]: d for d in read(data / "documents.jsonl")}, by_relation)
+
+
+def real_examples(real: RealQA, rng: random.Random, counterfactual: float = 0.8) -> list[Example]:
+    """``read`` examples from the training split's gold passages.
+
+    The question is what the retriever puts in the generator input (the uncased question-encoder tokenizer's
+    decoding). With probability ``counterfactual`` the answer is replaced, in the passage and the target, by
+    the answer of another training fact of the same relation, so that entity -> answer cannot be memorized.
+    """
     examples = []
-    for r, question in zip(train, decoded):
-        doc, answer = dict(docs[r["gold_passage_id"]]), r["answers"][0]
+    for r, question in zip(real.records, real.questions):
+        doc, answer = dict(real.passages[r["gold_passage_id"]]), r["answers"][0]
         if rng.random() < counterfactual and answer in doc["text"]:
-            other = rng.choice(by_relation[r["relation"]])
+            other = rng.choice(real.answers_by_relation[r["relation"]])
             doc["text"], answer = doc["text"].replace(answer, other), other
         examples.append((_source(doc, question), answer, "read"))
     return examples
@@ -151,24 +166,29 @@ def reader_loss(logits: torch.Tensor, labels: torch.Tensor, distractor: torch.Te
     return (per_token * mask).sum() / mask.sum()
 
 
+def teacher_forcing(tokenizer, targets: list[str], decoder_start: int, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder inputs ([start] + target[:-1], padded) and labels (target, -100 padding) of ``targets``: (b, t) each."""
+    ids = [[decoder_start, *t] for t in tokenizer(targets, truncation=True, max_length=max_length)["input_ids"]]
+    labels = torch.full((len(ids), max(map(len, ids))), -100, dtype=torch.long)  # (b, t+1)
+    for row, target in enumerate(ids):
+        labels[row, : len(target)] = torch.tensor(target)
+    decoder_input_ids = labels[:, :-1].clone()
+    decoder_input_ids[decoder_input_ids == -100] = tokenizer.pad_token_id
+    return decoder_input_ids, labels[:, 1:].contiguous()
+
+
 def encode_examples(tokenizer, examples: list[Example], decoder_start: int, max_source: int = 96,
                     max_target: int = 64) -> dict[str, torch.Tensor]:
     """Source ids/mask, decoder inputs ([start] + target[:-1]), labels and the distractor flags of a batch."""
     enc = tokenizer([e[0] for e in examples], padding=True, truncation=True, max_length=max_source, return_tensors="pt")
-    targets = [[decoder_start, *ids] for ids in tokenizer([e[1] for e in examples], truncation=True,
-                                                          max_length=max_target)["input_ids"]]
-    labels = torch.full((len(examples), max(map(len, targets))), -100, dtype=torch.long)
-    for row, ids in enumerate(targets):
-        labels[row, : len(ids)] = torch.tensor(ids)
-    decoder_input_ids = labels[:, :-1].clone()
-    decoder_input_ids[decoder_input_ids == -100] = tokenizer.pad_token_id
+    decoder_input_ids, labels = teacher_forcing(tokenizer, [e[1] for e in examples], decoder_start, max_target)
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-            "decoder_input_ids": decoder_input_ids, "labels": labels[:, 1:].contiguous(),
+            "decoder_input_ids": decoder_input_ids, "labels": labels,
             "distractor": torch.tensor([e[2] == "distractor" for e in examples])}
 
 
-def epoch_examples(epoch: int, rng: random.Random, name: Callable[[], str], data: Path, question_tokenizer,
-                   copy_epochs: int, made_up: int, distract: float) -> list[Example]:
+def epoch_examples(epoch: int, rng: random.Random, name: Callable[[], str], real: RealQA, copy_epochs: int,
+                   made_up: int, distract: float) -> list[Example]:
     """One epoch's shuffled examples: ``made_up`` copy examples in the first ``copy_epochs`` epochs; from the
     last copy epoch on, ``made_up`` made-up read/distractor examples plus the real training examples."""
     examples: list[Example] = []
@@ -180,7 +200,7 @@ def epoch_examples(epoch: int, rng: random.Random, name: Callable[[], str], data
         start = len(examples)
         while len(examples) - start < made_up:
             examples += made_up_examples(rng, name, distract)
-        examples += real_examples(data, question_tokenizer, rng)
+        examples += real_examples(real, rng)
     rng.shuffle(examples)
     return examples
 
@@ -194,14 +214,15 @@ def pretrain_reader(generator, tokenizer, data: Path, question_tokenizer, epochs
     torch.manual_seed(seed)
     rng = random.Random(seed)
     name = name_sampler(tokenizer, rng)
-    n_real = len(real_examples(data, question_tokenizer, random.Random(0)))
+    real = load_real(data, question_tokenizer)
+    n_real = len(real.records)
     per_epoch = [made_up * (e < copy_epochs) + (made_up + n_real) * (e >= copy_epochs - 1) for e in range(epochs)]
     optimizer = build_optimizer(generator, lr, 0.01)
     scheduler = build_scheduler(optimizer, warmup_steps, sum(math.ceil(n / batch_size) for n in per_epoch))
     decoder_start = generator.config.decoder_start_token_id
     generator.train()
     for epoch in range(epochs):
-        examples = epoch_examples(epoch, rng, name, data, question_tokenizer, copy_epochs, made_up, distract)
+        examples = epoch_examples(epoch, rng, name, real, copy_epochs, made_up, distract)
         total = 0.0
         for i in range(0, len(examples), batch_size):
             batch = encode_examples(tokenizer, examples[i : i + batch_size], decoder_start)

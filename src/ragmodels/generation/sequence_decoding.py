@@ -22,6 +22,7 @@ from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria
 from transformers.generation.utils import GenerationMode
 from transformers.utils import ModelOutput
 
+from .context_copy import with_context_copy
 from .contexts import resolve_contexts
 from .loop import PassageDecodingStep, prepare_generation, run
 from .passages import EncodedPassages, sequence_log_likelihood
@@ -55,9 +56,11 @@ def rag_sequence_generate(
     logits_processor: LogitsProcessorList | None = None,
     stopping_criteria: StoppingCriteriaList | None = None,
     return_dict_in_generate: bool = False,
+    copy_from_context: bool = False,
     **kwargs,
 ):
-    """``RagSequenceForGeneration.generate``: the reference's arguments plus ``decoding``.
+    """``RagSequenceForGeneration.generate``: the reference's arguments plus ``decoding`` and
+    ``copy_from_context`` (each passage's beams restricted to spans of that passage, ``context_copy``).
 
     Per-passage decoding takes the generator's generation config updated by ``generation_config``
     and ``kwargs`` (max_length, min_length, no_repeat_ngram_size, do_sample, ...), as the reference.
@@ -86,6 +89,8 @@ def rag_sequence_generate(
     if prefix_allowed_tokens_fn is not None:  # the loop's batch ids are passages: hand the question index
         user_fn = prefix_allowed_tokens_fn
         prefix_allowed_tokens_fn = lambda passage, ids: user_fn(passage // k, ids)  # noqa: E731
+    if copy_from_context:
+        logits_processor = with_context_copy(logits_processor, contexts, 1, num_beams if beams else 1, gen_config, config)
     out = run(step, gen_config, mode, num_beams if beams else 1, contexts.input_ids, prefix_allowed_tokens_fn, logits_processor, stopping_criteria)
     sequences = out.sequences if fast else out  # (P*R, T)
     per_passage = sequences.shape[0] // passages.num_passages  # R

@@ -12,6 +12,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 from transformers.generation.utils import GenerationMode
 
+from .context_copy import with_context_copy
 from .contexts import resolve_contexts
 from .loop import PassageDecodingStep, prepare_generation, run
 from .passages import EncodedPassages
@@ -35,9 +36,11 @@ def rag_token_generate(
     prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None = None,
     logits_processor: LogitsProcessorList | None = None,
     stopping_criteria: StoppingCriteriaList | None = None,
+    copy_from_context: bool = False,
     **kwargs,
 ):
-    """``RagTokenForGeneration.generate``: same arguments and outputs as the reference.
+    """``RagTokenForGeneration.generate``: same arguments and outputs as the reference, plus
+    ``copy_from_context`` (answers restricted to spans of the question's passages, ``context_copy``).
 
     Returns (B * num_return_sequences, T) token ids, or a transformers ``Generate*Output`` when
     ``return_dict_in_generate=True`` (``sequences_scores`` for beam search with ``output_scores=True``).
@@ -51,6 +54,8 @@ def rag_token_generate(
     config, mode = prepare_generation(step, generation_config, kwargs)
     beams = mode in (GenerationMode.BEAM_SEARCH, GenerationMode.BEAM_SAMPLE)
     copies = config.num_beams if beams else config.num_return_sequences  # rows per question
+    if copy_from_context:
+        logits_processor = with_context_copy(logits_processor, contexts, contexts.n_docs, copies, config, model.config)
     return run(
         step, config, mode, copies, contexts.input_ids, prefix_allowed_tokens_fn, logits_processor, stopping_criteria
     )
