@@ -92,8 +92,9 @@ def add_ask_command(subparsers: argparse._SubParsersAction) -> None:
     ask.add_argument("--n-docs", type=int, default=None, help="passages per question (default: the model's n_docs)")
     ask.add_argument("--num-beams", type=int, default=4, help="beams (1: greedy)")
     ask.add_argument("--max-new-tokens", type=int, default=32, help="most tokens per answer")
-    ask.add_argument("--copy", action="store_true",
-                     help="answers restricted to token spans of the retrieved passages (copy-constrained decoding)")
+    ask.add_argument("--copy", action=argparse.BooleanOptionalAction, default=None,
+                     help="answers restricted to token spans of the retrieved passages (copy-constrained decoding; "
+                          "default: as the model's config says, on for the embedded default)")
     ask.add_argument("--json", action="store_true", help="one JSON object per question (answer, score, passages)")
     ask.add_argument("--no-worker", action="store_true",
                      help="answer in this process; neither use nor start a worker (or set RAGMODELS_NO_WORKER=1)")
@@ -334,7 +335,7 @@ def load_pipeline(model: str | None, index: str | None):
 
 
 # the ask options that decide its output (what a client sends to an ask worker), with their defaults
-ASK_FIELDS = {"questions": [], "n_docs": None, "num_beams": 4, "max_new_tokens": 32, "copy": False, "json": False}
+ASK_FIELDS = {"questions": [], "n_docs": None, "num_beams": 4, "max_new_tokens": 32, "copy": None, "json": False}
 
 
 def ask_fields_namespace(fields: dict) -> argparse.Namespace:

@@ -4,7 +4,9 @@ It reads and writes the same ``config.json`` as ``transformers.RagConfig`` (``mo
 with the nested ``question_encoder`` and ``generator`` configs. One field is ours:
 ``question_encoder_pooling`` says how a plain transformers encoder (BERT, MiniLM, ...) turns its
 token states into the question vector. It is ignored by the reference and defaults to the
-reference's behaviour for DPR encoders.
+reference's behaviour for DPR encoders. Another, ``copy_from_context`` (default False: the reference's
+model), makes each passage's next-token distribution a softmax over the tokens that continue a copy from it
+(``ragmodels.generation.context_copy``): the PyTorch heads' loss and generation follow it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class RagConfig(PreTrainedConfig):
     use_cache: bool = True
     dataset_revision: str | None = None
     question_encoder_pooling: str | None = None
+    copy_from_context: bool = False
 
     def __post_init__(self, **kwargs):
         self.question_encoder = _sub_config(self.question_encoder, default_type="dpr")

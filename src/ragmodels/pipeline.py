@@ -58,7 +58,8 @@ class DecodingOptions:
     """How to decode; hashable, so that the server batches requests with equal options together.
 
     ``decoding`` applies to RAG-Sequence only ("thorough" or "fast", see ragmodels.generation).
-    ``copy_from_context``: answers are token spans of the retrieved passages (ragmodels.generation.context_copy).
+    ``copy_from_context``: answers are token spans of the retrieved passages (ragmodels.generation.context_copy);
+    None: as the model's ``config.copy_from_context`` says (off unless it was trained that way).
     """
 
     n_docs: int | None = None
@@ -67,7 +68,7 @@ class DecodingOptions:
     min_new_tokens: int = 0
     no_repeat_ngram_size: int = 0
     decoding: Literal["thorough", "fast"] = "thorough"
-    copy_from_context: bool = False
+    copy_from_context: bool | None = None
 
 
 def default_model_dir() -> Path:

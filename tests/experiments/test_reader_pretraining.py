@@ -89,3 +89,34 @@ def test_encode_examples_shapes(tokenizer):
     assert batch["distractor"].tolist() == [False, True]
     first = batch["labels"][0][batch["labels"][0] != -100].tolist()
     assert tokenizer.decode(first, skip_special_tokens=True).strip() == "Lima"
+
+
+def test_copy_mask_allows_what_copy_constrained_decoding_allows(tokenizer):
+    examples = [("Peru / The currency of Peru is the Sol (PEN). // which currency?", "Sol", "read"),
+                ("Lima / Lima is a city in Peru. // where?", "Peru", "read")]
+    batch = rp.encode_examples(tokenizer, examples, decoder_start=tokenizer.eos_token_id)
+    allowed = rp.copy_mask(batch, len(tokenizer), tokenizer.eos_token_id, tokenizer.bos_token_id)  # (b, t, V)
+    labels = batch["labels"]
+    assert allowed.shape == (*labels.shape, len(tokenizer))
+    real = labels != -100
+    assert allowed.gather(-1, labels.clamp(min=0)[..., None])[..., 0][real].all()  # every target token is allowed
+    for row, (source, _, _) in enumerate(examples):
+        ids = [t for t in batch["input_ids"][row].tolist() if t != tokenizer.pad_token_id]
+        opening = set(ids) - {tokenizer.eos_token_id, tokenizer.bos_token_id}
+        assert set(allowed[row, 0].nonzero().flatten().tolist()) == opening | {tokenizer.bos_token_id}
+        assert set(allowed[row, 1].nonzero().flatten().tolist()) == opening  # after the BOS: any span opens
+        first = labels[row, 1].item()
+        after = {ids[p + 1] for p in range(len(ids) - 1) if ids[p] == first}
+        assert set(allowed[row, 2].nonzero().flatten().tolist()) == after | {tokenizer.eos_token_id}
+
+
+def test_reader_loss_with_a_copy_mask_is_the_nll_of_the_softmax_over_allowed_tokens():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 9)
+    labels = torch.tensor([[1, 4, -100], [2, 5, 7]])
+    allowed = torch.zeros(2, 3, 9, dtype=torch.bool)
+    allowed[:, :, :6] = True  # the target 7 at (1, 2) is not allowed: that position keeps the full softmax
+    loss = rp.reader_loss(logits, labels, torch.tensor([False, False]), 0.3, allowed)
+    terms = [-logits[0, 0, :6].log_softmax(-1)[1], -logits[0, 1, :6].log_softmax(-1)[4],
+             -logits[1, 0, :6].log_softmax(-1)[2], -logits[1, 1, :6].log_softmax(-1)[5], -logits[1, 2].log_softmax(-1)[7]]
+    assert torch.allclose(loss, torch.stack(terms).mean(), atol=1e-6)

@@ -74,3 +74,20 @@ def test_freezing_the_generator_trains_only_the_question_encoder(make_components
     after = state(parts.model)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("rag.question_encoder.") for k in changed)
+
+
+@pytest.mark.parametrize("kind", ["token", "sequence"])
+def test_copy_from_context_trains_the_restricted_model_and_saves_the_flag(make_components, qa_file, tmp_path, kind):
+    import math
+
+    from ragmodels import RagSequenceForGeneration, RagTokenForGeneration
+
+    parts = make_components(kind)
+    repeated = write_jsonl(tmp_path / "train3.jsonl", qa_records() * 3)
+    result = train(config(repeated, tmp_path / "run", epochs=2, batch_size=10, learning_rate=1e-2, dev_file=str(qa_file),
+                          max_answer_length=8, copy_from_context=True), parts)
+    losses = [r["loss"] for r in read_log(tmp_path / "run") if "loss" in r]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    assert "exact_match" in result.dev_metrics
+    head = RagTokenForGeneration if kind == "token" else RagSequenceForGeneration
+    assert head.from_pretrained(tmp_path / "run" / "model").config.copy_from_context is True

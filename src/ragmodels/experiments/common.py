@@ -163,7 +163,7 @@ def context_lengths(kb, generator_tokenizer, question: str = "Name a neighbourin
 def train_rag(components, data: Path, out: Path, epochs: int, lr: float = 1e-3, batch_size: int = 16,
               warmup_steps: int = 100, n_docs: int | None = None, freeze_question_encoder: bool = True,
               dev: bool = False, progress: bool = True, seed: int = 0, max_steps: int | None = None,
-              question_lr: float | None = None):
+              question_lr: float | None = None, copy_from_context: bool = False):
     """The project's recipe (``ragmodels.training.train``) on GeoQA train (dev EM each epoch when ``dev``)."""
     from ragmodels.training import TrainConfig, train
 
@@ -172,7 +172,7 @@ def train_rag(components, data: Path, out: Path, epochs: int, lr: float = 1e-3, 
         documents_file=str(data / "documents.jsonl") if dev else None, epochs=epochs, batch_size=batch_size,
         learning_rate=lr, warmup_steps=warmup_steps, n_docs=n_docs, freeze_question_encoder=freeze_question_encoder,
         max_answer_length=24, max_question_length=48, eval_batch_size=64, progress_bar=progress, seed=seed,
-        max_steps=max_steps, weight_decay=0.01, eval_ks=[1, 5],
+        max_steps=max_steps, weight_decay=0.01, eval_ks=[1, 5], copy_from_context=copy_from_context,
     )
     return train(config, components)
 
@@ -186,20 +186,23 @@ def trainable_question_layers(model, layers: int) -> None:
 
 
 def train_question_layers(components, data: Path, out: Path, layers: int, steps: int, lr: float = 5e-5,
-                          batch_size: int = 16):
+                          batch_size: int = 16, copy_from_context: bool = False):
     """Joint stage: the generator and the question encoder's top ``layers`` layers, ``steps`` steps at ``lr``
     (the recipe; the knowledge-base embeddings stay fixed, as in the RAG paper)."""
     trainable_question_layers(components.model, layers)
     components.model.train()
     return train_rag(components, data, out, epochs=100, max_steps=steps, lr=lr, batch_size=batch_size,
-                     warmup_steps=10, freeze_question_encoder=False, progress=False)
+                     warmup_steps=10, freeze_question_encoder=False, progress=False,
+                     copy_from_context=copy_from_context)
 
 
 def evaluate_rag(model, tokenizer, records, gold_texts=None, n_docs=None, num_beams: int = 1, batch_size: int = 64,
-                 ks=(1, 5)) -> dict[str, Any]:
+                 ks=(1, 5), copy: bool | None = None) -> dict[str, Any]:
+    """EM/F1/recall report (``ragmodels.evaluation.evaluate``); ``copy``: copy-constrained decoding (None: as the
+    model's config says)."""
     from ragmodels.evaluation.evaluator import evaluate
 
-    kwargs = {"max_new_tokens": 24, "num_beams": num_beams}
+    kwargs = {"max_new_tokens": 24, "num_beams": num_beams, "copy_from_context": copy}
     if n_docs:
         kwargs["n_docs"] = n_docs
     return evaluate(model, tokenizer, records, ks=ks, batch_size=batch_size, generation_kwargs=kwargs,
@@ -327,16 +330,17 @@ SMALL = {"arch": "t5", "d_model": 128, "layers": 2, "heads": 4, "ffn": 512}  # g
 
 
 def reader(data: Path, work: Path, question_tokenizer, vocab_size: int = VOCAB_SIZE, size: dict | None = None,
-           epochs: int = 10, lr: float = 2e-3, distract: float = 0.0, seed: int = 0):
+           epochs: int = 10, lr: float = 2e-3, distract: float = 0.0, seed: int = 0, copy_softmax: bool = False,
+           copy_epochs: int = 3):
     """Tokenizer + generator after reader pre-training (``reader_pretraining``), cached in
     ``work/reader-<settings>`` and shared by the default's training and the experiments."""
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from .reader_pretraining import pretrain_reader
+    from .reader_pretraining import gold_passage_accuracy, pretrain_reader
 
     size = {**SMALL, **(size or {})}
     folder = work / (f"reader-{size['arch']}-v{vocab_size}-d{size['d_model']}-l{size['layers']}-f{size['ffn']}"
-                     f"-e{epochs}-lr{lr}-x{distract}-s{seed}")
+                     f"-e{epochs}-c{copy_epochs}-lr{lr}-x{distract}{'-copy' if copy_softmax else ''}-s{seed}")
     if (folder / "generator" / "config.json").is_file():
         return AutoModelForSeq2SeqLM.from_pretrained(folder / "generator"), AutoTokenizer.from_pretrained(folder / "tokenizer")
     tokenizer = train_tokenizer(data, vocab_size)
@@ -344,7 +348,12 @@ def reader(data: Path, work: Path, question_tokenizer, vocab_size: int = VOCAB_S
     if epochs:
         started = time.perf_counter()
         pretrain_reader(generator, tokenizer, data, question_tokenizer, epochs=epochs, lr=lr, distract=distract,
-                        seed=seed, log=lambda m: print(f"{m} ({time.perf_counter() - started:.0f}s)", flush=True))
+                        seed=seed, copy_softmax=copy_softmax, copy_epochs=copy_epochs,
+                        log=lambda m: print(f"{m} ({time.perf_counter() - started:.0f}s)", flush=True))
+        for copy in (False, True):
+            accuracy = gold_passage_accuracy(generator, tokenizer, data, question_tokenizer, "dev", copy=copy)
+            print(f"reader alone on dev gold passages ({'copy-constrained' if copy else 'free'} decoding): "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()), flush=True)
     generator.save_pretrained(folder / "generator")
     tokenizer.save_pretrained(folder / "tokenizer")
     return generator, tokenizer

@@ -151,13 +151,27 @@ def _source(doc: dict, question: str) -> str:
     return f"{doc['title']} / {doc['text']} // {question}"
 
 
+def copy_mask(batch: dict[str, torch.Tensor], vocab: int, eos_token_id: int, bos_token_id: int | None) -> torch.Tensor:
+    """(b, t, V) the tokens copy-constrained decoding (``ragmodels.generation.context_copy``) allows at each
+    target position of ``batch`` (``encode_examples``), given the target tokens before it."""
+    from ..generation.context_copy import ContextCopy
+
+    copy = ContextCopy(batch["input_ids"], batch["attention_mask"], [eos_token_id], bos_token_id=bos_token_id)
+    rows = torch.arange(batch["input_ids"].shape[0])
+    return copy.allowed_teacher_forced(batch["decoder_input_ids"], rows, vocab)
+
+
 def reader_loss(logits: torch.Tensor, labels: torch.Tensor, distractor: torch.Tensor,
-                uniform_weight: float) -> torch.Tensor:
+                uniform_weight: float, allowed: torch.Tensor | None = None) -> torch.Tensor:
     """Mean per-token loss: negative log-likelihood of the target, or for distractor rows ``uniform_weight``
     times the cross-entropy to the uniform distribution over the vocabulary.
 
-    logits (b, t, V), labels (b, t) with -100 for padding, distractor (b,) bool.
+    logits (b, t, V), labels (b, t) with -100 for padding, distractor (b,) bool. ``allowed`` (b, t, V): the
+    softmax runs over these tokens only (``copy_mask``), at positions whose target is one of them.
     """
+    if allowed is not None:
+        usable = allowed.gather(-1, labels.clamp(min=0).unsqueeze(-1))  # (b, t, 1): the target is allowed
+        logits = logits.masked_fill(usable & ~allowed, float("-inf"))
     logprobs = logits.log_softmax(-1)  # (b, t, V)
     mask = labels != -100  # (b, t)
     nll = -logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (b, t)
@@ -207,10 +221,16 @@ def epoch_examples(epoch: int, rng: random.Random, name: Callable[[], str], real
 
 def pretrain_reader(generator, tokenizer, data: Path, question_tokenizer, epochs: int, copy_epochs: int = 3,
                     made_up: int = 4000, distract: float = 0.0, uniform_weight: float = 0.3, lr: float = 2e-3,
-                    batch_size: int = 32, warmup_steps: int = 100, seed: int = 0, log=print):
-    """Seq2seq pre-training of ``generator`` on copy, made-up and real reading examples (see the module doc)."""
+                    batch_size: int = 32, warmup_steps: int = 100, seed: int = 0, copy_softmax: bool = False, log=print):
+    """Seq2seq pre-training of ``generator`` on copy, made-up and real reading examples (see the module doc).
+
+    ``copy_softmax``: the softmax of each target token runs over the tokens copy-constrained decoding allows there
+    (``copy_mask``): the generator learns to choose among spans of its input, for use with that decoding.
+    """
     from ..training.optim import build_optimizer, build_scheduler
 
+    if copy_softmax and distract:
+        raise ValueError("copy_softmax and distract cannot be combined: a distractor's uniform target needs every token.")
     torch.manual_seed(seed)
     rng = random.Random(seed)
     name = name_sampler(tokenizer, rng)
@@ -228,7 +248,8 @@ def pretrain_reader(generator, tokenizer, data: Path, question_tokenizer, epochs
             batch = encode_examples(tokenizer, examples[i : i + batch_size], decoder_start)
             logits = generator(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                decoder_input_ids=batch["decoder_input_ids"]).logits
-            loss = reader_loss(logits, batch["labels"], batch["distractor"], uniform_weight)
+            allowed = copy_mask(batch, logits.shape[-1], tokenizer.eos_token_id, tokenizer.bos_token_id) if copy_softmax else None
+            loss = reader_loss(logits, batch["labels"], batch["distractor"], uniform_weight, allowed)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(generator.parameters(), 1.0)
             optimizer.step()
@@ -241,10 +262,14 @@ def pretrain_reader(generator, tokenizer, data: Path, question_tokenizer, epochs
 
 
 @torch.no_grad()
-def gold_passage_accuracy(generator, tokenizer, data: Path, question_tokenizer, split: str = "dev") -> dict[str, float]:
+def gold_passage_accuracy(generator, tokenizer, data: Path, question_tokenizer, split: str = "dev",
+                          copy: bool = False) -> dict[str, float]:
     """Exact match of the generator alone on ``split``'s questions with their gold passage, per relation: the
-    reader's ceiling, independent of retrieval."""
+    reader's ceiling, independent of retrieval. ``copy``: with copy-constrained decoding."""
+    from transformers import LogitsProcessorList
+
     from ..evaluation.metrics import exact_match, max_over_answers
+    from ..generation.context_copy import ContextCopy, ContextCopyLogitsProcessor
     from .common import read
 
     docs = {d["id"]: d for d in read(data / "documents.jsonl")}
@@ -257,7 +282,10 @@ def gold_passage_accuracy(generator, tokenizer, data: Path, question_tokenizer, 
         chunk = records[i : i + 128]
         enc = tokenizer([_source(docs[r["gold_passage_id"]], q) for r, q in zip(chunk, decoded[i : i + 128])],
                         padding=True, truncation=True, max_length=96, return_tensors="pt")
-        out = generator.generate(**enc, max_new_tokens=24, num_beams=1, do_sample=False)
+        processors = LogitsProcessorList([ContextCopyLogitsProcessor(ContextCopy(
+            enc["input_ids"], enc["attention_mask"], [tokenizer.eos_token_id], bos_token_id=tokenizer.bos_token_id,
+        ))] if copy else [])
+        out = generator.generate(**enc, max_new_tokens=24, num_beams=1, do_sample=False, logits_processor=processors)
         for r, prediction in zip(chunk, tokenizer.batch_decode(out, skip_special_tokens=True)):
             scores[r["relation"]].append(max_over_answers(exact_match, prediction.strip(), r["answers"]))
     everything = [s for v in scores.values() for s in v]

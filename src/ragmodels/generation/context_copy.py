@@ -1,81 +1,90 @@
-"""Copy-constrained decoding: every generated answer is a contiguous token span of a retrieved context.
+"""Copy-constrained decoding: every generated answer is a contiguous token span of a retrieved passage.
 
 A small generator trained from scratch reads well but writes reliably only the names it has written in
-training; constrained to copy, the first token picks the span and the rest follows the passage.
-At each step a row may continue its generated tokens y_1..y_m only as they continue somewhere in its
-group's contexts (the passages it is conditioned on: the question's k passages for RAG-Token, the one
-passage for RAG-Sequence's per-passage beams), or stop (EOS) once m >= 1:
+training; constrained to copy, it only has to choose where a span starts and where it stops.
+Each passage z may continue the answer y_1..y_m only as it continues somewhere in z's own context c
+("title / text // question" as the generator reads it), or stop (EOS) once m >= 1:
 
-  allowed(y_<=m) = { c[p + m] : c a context of the group, c[p : p + m] == y_1..y_m } U {EOS if m >= 1}
-  allowed()      = every token of the contexts but EOS (and BOS)
-A row with nothing allowed (a finished row, padded after its EOS) may only write EOS.
+  allowed_z(y_<=m) = { c[p + m] : c[p : p + m] == y_1..y_m } U {EOS if m >= 1}
+  allowed_z()      = every token of c but EOS (and BOS)
 
-Off by default (the reference has no such option); on, it is one more logits processor, so greedy,
-sampling and beam search all keep their meaning over the allowed tokens.
+and its next-token distribution is the generator's softmax over allowed_z alone (renormalized):
+p_z(v) = exp(l_v) / sum_{u in allowed_z} exp(l_u). RAG then marginalizes as usual (RAG-Token per step
+over the question's passages, RAG-Sequence per answer), so an answer is a span of a passage that
+produced it and scores are likelihoods under these restricted distributions. A generator pre-trained with
+the same restricted softmax (``ragmodels.experiments.reader_pretraining``, ``copy_softmax``) fits it.
+Off by default (the reference has no such option).
+
+Shapes: P passages (contexts) of L tokens, R decoding rows, t tokens so far, V vocabulary.
 """
 
 from __future__ import annotations
 
 import torch
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import GenerationConfig, LogitsProcessor
 
 
-class ContextCopyLogitsProcessor(LogitsProcessor):
-    """Mask next-token scores to the tokens that extend a copy from the row's contexts.
+class ContextCopy:
+    """The tokens each passage allows next (see the module doc).
 
-    context_ids / context_mask (G*k, L): the generator inputs, group g's contexts in rows g*k .. g*k+k-1;
-    the loop has ``copies`` rows per group (row r belongs to group r // copies). ``start``: generated
-    positions not part of the answer (the decoder start token, and a forced BOS when there is one).
-    ``bos_token_id``: a BOS written as the first answer token (BART-style targets begin with it) is not part
-    of the span.
+    context_ids / context_mask (P, L): the generator inputs. ``start``: leading decoder positions that are not
+    part of the answer (the decoder start token, and a forced BOS when there is one). ``bos_token_id``: a BOS
+    written as the first answer token (BART-style targets begin with it) is not part of the span either.
     """
 
-    def __init__(self, context_ids: torch.LongTensor, context_mask: torch.Tensor, group_size: int, copies: int,
-                 eos_token_ids: list[int], start: int = 1, bos_token_id: int | None = None):
+    def __init__(self, context_ids: torch.LongTensor, context_mask: torch.Tensor, eos_token_ids: list[int],
+                 start: int = 1, bos_token_id: int | None = None):
         if not eos_token_ids:
             raise ValueError("Copy-constrained decoding needs an eos_token_id to end a copied span.")
-        groups = context_ids.shape[0] // group_size
-        sources = context_ids.masked_fill(context_mask == 0, -1).view(groups, group_size, -1)  # (G, k, L), -1: pad
-        self.sources = sources.repeat_interleave(copies, dim=0)  # (R, k, L) the contexts of each loop row
+        self.sources = context_ids.masked_fill(context_mask == 0, -1)  # (P, L), -1: padding
         self.eos = torch.tensor(eos_token_ids, device=context_ids.device)
         self.start = start
         self.bos = bos_token_id
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        """input_ids (R, t) tokens so far; scores (R, V) -> scores with disallowed tokens at -inf."""
+    def allowed(self, input_ids: torch.LongTensor, rows: torch.LongTensor, vocab: int) -> torch.Tensor:
+        """input_ids (R, t) decoder tokens so far, rows (R,) passage of each -> (R, V) the allowed next tokens.
+        Rows still inside the first ``start`` positions allow everything."""
         if input_ids.shape[1] < self.start:
-            return scores
-        answer = input_ids[:, self.start :]  # (R, m) answer tokens generated so far
-        allowed = torch.zeros_like(scores, dtype=torch.bool)  # (R, V)
+            return torch.ones(input_ids.shape[0], vocab, dtype=torch.bool, device=input_ids.device)
+        answer = input_ids[:, self.start :]  # (R, m)
+        sources = self.sources[rows]  # (R, L)
+        allowed = torch.zeros(input_ids.shape[0], vocab, dtype=torch.bool, device=input_ids.device)
         after_bos = torch.zeros(answer.shape[0], dtype=torch.bool, device=answer.device)  # (R,)
         if self.bos is not None and answer.shape[1]:
             after_bos = answer[:, 0] == self.bos
-        for rows, span in ((~after_bos, answer), (after_bos, answer[:, 1:])):
-            if rows.any():
-                allowed[rows] = self._continuations(span[rows], self.sources[rows], scores.shape[1])
+        for group, span in ((~after_bos, answer), (after_bos, answer[:, 1:])):
+            if group.any():
+                allowed[group] = self._continuations(span[group], sources[group], vocab)
         if self.bos is not None and answer.shape[1] == 0:
             allowed[:, self.bos] = True  # the answer may open with BOS
         dead = ~allowed.any(-1)  # nothing continues (e.g. a finished row): let it stop
-        allowed[dead[:, None] & torch.isin(torch.arange(scores.shape[1], device=scores.device), self.eos)[None, :]] = True
-        return scores.masked_fill(~allowed, float("-inf"))
+        allowed[dead[:, None] & torch.isin(torch.arange(vocab, device=allowed.device), self.eos)[None, :]] = True
+        return allowed
+
+    def restrict(self, logits: torch.Tensor, input_ids: torch.LongTensor, rows: torch.LongTensor) -> torch.Tensor:
+        """logits (R, V) of the next token -> the same with disallowed tokens at -inf (softmax renormalizes)."""
+        return logits.masked_fill(~self.allowed(input_ids, rows, logits.shape[-1]), float("-inf"))
+
+    def allowed_teacher_forced(self, decoder_input_ids: torch.LongTensor, rows: torch.LongTensor,
+                               vocab: int) -> torch.Tensor:
+        """decoder_input_ids (R, T): start token + targets; -> (R, T, V) the tokens allowed at each position."""
+        return torch.stack([self.allowed(decoder_input_ids[:, : t + 1], rows, vocab)
+                            for t in range(decoder_input_ids.shape[1])], dim=1)
 
     def _continuations(self, span: torch.LongTensor, sources: torch.LongTensor, vocab: int) -> torch.Tensor:
-        """span (R, m), sources (R, k, L) -> (R, V) the tokens that follow the span somewhere in the sources."""
-        rows, k, length = sources.shape
+        """span (R, m), sources (R, L) -> (R, V) the tokens that follow the span somewhere in each source."""
+        rows, length = sources.shape
         m = span.shape[1]
         if m == 0:  # any context token but BOS and EOS may open the span (no empty answers)
-            candidates = sources.reshape(rows, -1)  # (R, k*L)
-            opening = ~torch.isin(candidates, self.eos) & (candidates != (-1 if self.bos is None else self.bos))
-            candidates = candidates.masked_fill(~opening, -1)
+            opening = ~torch.isin(sources, self.eos) & (sources != (-1 if self.bos is None else self.bos))
+            candidates = sources.masked_fill(~opening, -1)  # (R, L)
         elif m >= length:
             candidates = self.eos[None, :].expand(rows, -1)
         else:
-            windows = sources.unfold(-1, m, 1)[:, :, : length - m]  # (R, k, L-m, m): spans with a next token
-            matches = (windows == span[:, None, None, :]).all(-1)  # (R, k, L-m): span at p equals the answer
-            following = sources[:, :, m:]  # (R, k, L-m): the token after the span at p
-            candidates = torch.where(matches, following, -1).reshape(rows, -1)  # (R, k*(L-m))
-            eos = self.eos[None, :].expand(rows, -1)  # (R, n_eos): stopping is allowed once a token is out
-            candidates = torch.cat([candidates, eos], dim=1)
+            windows = sources.unfold(-1, m, 1)[:, : length - m]  # (R, L-m, m): spans that have a next token
+            matches = (windows == span[:, None, :]).all(-1)  # (R, L-m): the span at p equals the answer
+            following = torch.where(matches, sources[:, m:], -1)  # (R, L-m): the token after it
+            candidates = torch.cat([following, self.eos[None, :].expand(rows, -1)], dim=1)  # stopping is allowed
         allowed = torch.zeros((rows, vocab), dtype=torch.bool, device=sources.device)
         valid = candidates >= 0
         row_index = torch.arange(rows, device=sources.device)[:, None].expand_as(candidates)
@@ -83,15 +92,31 @@ class ContextCopyLogitsProcessor(LogitsProcessor):
         return allowed
 
 
-def with_context_copy(processors: LogitsProcessorList | None, contexts, group_size: int, copies: int,
-                      generation_config: GenerationConfig, rag_config) -> LogitsProcessorList:
-    """``processors`` plus a ContextCopyLogitsProcessor over ``contexts`` (a ``Contexts``), applied last."""
+class ContextCopyLogitsProcessor(LogitsProcessor):
+    """``ContextCopy`` for a plain seq2seq ``generate`` whose row r reads context r (one passage per row)."""
+
+    def __init__(self, copy: ContextCopy):
+        self.copy = copy
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        return self.copy.restrict(scores, input_ids, rows)
+
+
+def copies_from_context(requested: bool | None, rag_config) -> bool:
+    """``requested``, or when None the model's ``RagConfig.copy_from_context`` (off unless the model was trained
+    copy-restricted, as the embedded default; a reference config has no such field: off)."""
+    if requested is not None:
+        return bool(requested)
+    return bool(getattr(rag_config, "copy_from_context", False))
+
+
+def context_copy(contexts, generation_config: GenerationConfig, rag_config) -> ContextCopy:
+    """The ContextCopy of ``contexts`` (a ``Contexts``) for this decoding's EOS, forced BOS and the generator's BOS."""
     eos = generation_config._eos_token_tensor
-    start = 1 + (generation_config.forced_bos_token_id is not None)  # decoder start (+ forced BOS)
     generator = getattr(rag_config, "generator", rag_config)
-    copy = ContextCopyLogitsProcessor(
-        contexts.input_ids, contexts.attention_mask, group_size, copies,
-        eos_token_ids=[] if eos is None else eos.tolist(), start=start,
+    return ContextCopy(
+        contexts.input_ids, contexts.attention_mask, eos_token_ids=[] if eos is None else eos.tolist(),
+        start=1 + (generation_config.forced_bos_token_id is not None),  # decoder start (+ forced BOS)
         bos_token_id=getattr(generator, "bos_token_id", None),
     )
-    return LogitsProcessorList([*(processors or []), copy])

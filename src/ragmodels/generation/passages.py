@@ -20,6 +20,8 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
+from .context_copy import ContextCopy
+
 
 def _layers(kv: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
     """A DynamicCache holding these per-layer (keys, values) as they are (no copy)."""
@@ -133,12 +135,14 @@ def sequence_log_likelihood(
     rows: torch.LongTensor,
     target_mask: torch.Tensor,
     max_chunk_bytes: int = 256 * 2**20,
+    copy: ContextCopy | None = None,
 ) -> torch.Tensor:
     """sum_t log p(y_t | passage, y_<t) for R sequences, teacher-forced, decoder only.
 
     decoder_input_ids (R, T+1): decoder start token then y_1..y_T; rows (R,) passage of each sequence;
     target_mask (R, T) which targets y_t count. -> (R,). Rows run in chunks bounded by ``max_chunk_bytes``
-    of logits and cross-attention copies.
+    of logits and cross-attention copies. ``copy``: each passage's softmax over the tokens it allows
+    (-inf for a sequence that is not a span of it).
     """
     num_rows, steps = decoder_input_ids.shape[0], decoder_input_ids.shape[1] - 1
     vocab = passages.generator.config.vocab_size
@@ -151,6 +155,9 @@ def sequence_log_likelihood(
         chunk_rows = rows[start : start + chunk]  # (c,)
         logits, _ = passages.decode(ids[:, :-1], chunk_rows, passages.fresh_cache(chunk_rows))  # (c, T, V)
         logits = logits.float()
+        if copy is not None:
+            logits = logits.masked_fill(~copy.allowed_teacher_forced(ids[:, :-1], chunk_rows, logits.shape[-1]),
+                                        float("-inf"))
         target = ids[:, 1:].unsqueeze(-1)  # (c, T, 1)
         token_lp = logits.gather(-1, target).squeeze(-1) - logits.logsumexp(-1)  # (c, T)
         totals.append(token_lp.masked_fill(~target_mask[start : start + chunk], 0.0).sum(-1))  # (c,)

@@ -22,7 +22,7 @@ from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria
 from transformers.generation.utils import GenerationMode
 from transformers.utils import ModelOutput
 
-from .context_copy import with_context_copy
+from .context_copy import context_copy, copies_from_context
 from .contexts import resolve_contexts
 from .loop import PassageDecodingStep, prepare_generation, run
 from .passages import EncodedPassages, sequence_log_likelihood
@@ -56,11 +56,13 @@ def rag_sequence_generate(
     logits_processor: LogitsProcessorList | None = None,
     stopping_criteria: StoppingCriteriaList | None = None,
     return_dict_in_generate: bool = False,
-    copy_from_context: bool = False,
+    copy_from_context: bool | None = None,
     **kwargs,
 ):
     """``RagSequenceForGeneration.generate``: the reference's arguments plus ``decoding`` and
-    ``copy_from_context`` (each passage's beams restricted to spans of that passage, ``context_copy``).
+    ``copy_from_context`` (each passage's distribution restricted to copying from it, ``context_copy``:
+    its beams and every candidate's likelihood under it;
+    None: as the model's ``config.copy_from_context``).
 
     Per-passage decoding takes the generator's generation config updated by ``generation_config``
     and ``kwargs`` (max_length, min_length, no_repeat_ngram_size, do_sample, ...), as the reference.
@@ -89,8 +91,8 @@ def rag_sequence_generate(
     if prefix_allowed_tokens_fn is not None:  # the loop's batch ids are passages: hand the question index
         user_fn = prefix_allowed_tokens_fn
         prefix_allowed_tokens_fn = lambda passage, ids: user_fn(passage // k, ids)  # noqa: E731
-    if copy_from_context:
-        logits_processor = with_context_copy(logits_processor, contexts, 1, num_beams if beams else 1, gen_config, config)
+    copy = context_copy(contexts, gen_config, config) if copies_from_context(copy_from_context, config) else None
+    step.copy = copy
     out = run(step, gen_config, mode, num_beams if beams else 1, contexts.input_ids, prefix_allowed_tokens_fn, logits_processor, stopping_criteria)
     sequences = out.sequences if fast else out  # (P*R, T)
     per_passage = sequences.shape[0] // passages.num_passages  # R
@@ -116,7 +118,7 @@ def rag_sequence_generate(
         ids = cands[b_idx, c_idx].repeat_interleave(k, dim=0)  # (N*k, T)
         mask = target_mask[b_idx, c_idx].repeat_interleave(k, dim=0)  # (N*k, T-1)
         passages.ensure_cross_attention(gen_config.decoder_start_token_id)
-        scores = sequence_log_likelihood(passages, ids, passage_rows, mask).view(-1, k)  # (N, k)
+        scores = sequence_log_likelihood(passages, ids, passage_rows, mask, copy=copy).view(-1, k)  # (N, k)
         ll = cands.new_zeros((batch, num_cands, k), dtype=scores.dtype)
         ll[b_idx, c_idx] = scores
         ll = ll.gather(1, first[:, :, None].expand(-1, -1, k))  # duplicates share their first copy's scores

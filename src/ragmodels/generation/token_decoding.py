@@ -12,7 +12,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 from transformers.generation.utils import GenerationMode
 
-from .context_copy import with_context_copy
+from .context_copy import context_copy, copies_from_context
 from .contexts import resolve_contexts
 from .loop import PassageDecodingStep, prepare_generation, run
 from .passages import EncodedPassages
@@ -36,11 +36,12 @@ def rag_token_generate(
     prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None = None,
     logits_processor: LogitsProcessorList | None = None,
     stopping_criteria: StoppingCriteriaList | None = None,
-    copy_from_context: bool = False,
+    copy_from_context: bool | None = None,
     **kwargs,
 ):
     """``RagTokenForGeneration.generate``: same arguments and outputs as the reference, plus
-    ``copy_from_context`` (answers restricted to spans of the question's passages, ``context_copy``).
+    ``copy_from_context`` (each passage's distribution restricted to copying from it, ``context_copy``;
+    None: as the model's ``config.copy_from_context``).
 
     Returns (B * num_return_sequences, T) token ids, or a transformers ``Generate*Output`` when
     ``return_dict_in_generate=True`` (``sequences_scores`` for beam search with ``output_scores=True``).
@@ -52,10 +53,10 @@ def rag_token_generate(
     doc_lp = torch.log_softmax(contexts.doc_scores.float(), dim=1)  # (B, k): log p(z_i | x)
     step = PassageDecodingStep(passages, contexts.n_docs, doc_lp, model.config, _base_generation_config(model))
     config, mode = prepare_generation(step, generation_config, kwargs)
+    if copies_from_context(copy_from_context, model.config):
+        step.copy = context_copy(contexts, config, model.config)
     beams = mode in (GenerationMode.BEAM_SEARCH, GenerationMode.BEAM_SAMPLE)
     copies = config.num_beams if beams else config.num_return_sequences  # rows per question
-    if copy_from_context:
-        logits_processor = with_context_copy(logits_processor, contexts, contexts.n_docs, copies, config, model.config)
     return run(
         step, config, mode, copies, contexts.input_ids, prefix_allowed_tokens_fn, logits_processor, stopping_criteria
     )

@@ -29,8 +29,9 @@ def request_model(settings: ServerSettings) -> type[BaseModel]:
         min_new_tokens: int = Field(_DEFAULTS.min_new_tokens, ge=0, le=settings.max_new_tokens)
         no_repeat_ngram_size: int = Field(_DEFAULTS.no_repeat_ngram_size, ge=0)
         decoding: Literal["thorough", "fast"] = Field(_DEFAULTS.decoding, description="RAG-Sequence only")
-        copy_from_context: bool = Field(_DEFAULTS.copy_from_context,
-                                        description="answers restricted to token spans of the retrieved passages")
+        copy_from_context: bool | None = Field(
+            _DEFAULTS.copy_from_context,
+            description="answers restricted to token spans of the retrieved passages (default: as the model says)")
 
         @model_validator(mode="after")
         def _lengths_agree(self) -> "AnswerRequest":

@@ -41,6 +41,9 @@ class TrainConfig:
     max_answer_length: int = 32
     freeze_question_encoder: bool = False
     freeze_generator: bool = False
+    # set RagConfig.copy_from_context: each passage's softmax restricted to copying from it, in the loss and
+    # in decoding (ragmodels.generation.context_copy); saved with the trained model
+    copy_from_context: bool = False
     seed: int = 0
     save_every_steps: int | None = None
     resume_from: str | None = None  # a checkpoint folder, or "latest" (the newest one in output_dir)

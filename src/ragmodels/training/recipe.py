@@ -75,6 +75,8 @@ def _train(config: TrainConfig, components: Components | None, env: distributed.
     model, tokenizer, retriever = parts.model.to(env.device), parts.tokenizer, parts.retriever
     model.set_retriever(retriever)
     freeze(model, config.freeze_question_encoder, config.freeze_generator)
+    if config.copy_from_context:
+        model.config.copy_from_context = True
     refresher = _end_to_end(config, parts, model) if parts.ctx_encoder is not None else None
     optimizer = build_optimizer(model, config.learning_rate, config.weight_decay, config.adam_epsilon)
 
