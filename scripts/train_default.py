@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/ragdefault"))
     parser.add_argument("--head", choices=("token", "sequence"), default="sequence")
-    parser.add_argument("--reader-epochs", type=int, default=10, help="reader pre-training epochs (0: none)")
+    parser.add_argument("--reader-epochs", type=int, default=20, help="reader pre-training epochs (0: none)")
     parser.add_argument("--reader-lr", type=float, default=2e-3)
     parser.add_argument("--copy-epochs", type=int, default=3, help="first reader epochs with copy-the-passage examples")
     parser.add_argument("--distract", type=float, default=0.0, help="share of made-up facts with a distractor example")

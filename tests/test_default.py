@@ -12,12 +12,14 @@ from ragmodels import default
 
 pytestmark = pytest.mark.skipif(not default.available(), reason="the default model is not shipped in this checkout")
 
-# test-split entities (never seen in training) that the shipped model answers correctly
+# test-split entities (never seen in training) that the shipped model answers correctly, every relation
 QUESTIONS = {
     "What is the capital of Lebanon?": "Beirut",
-    "Which country is Bekasi in?": "Indonesia",
-    "What is the largest city of Sudan?": "Khartoum",
-    "What is the currency of Lebanon?": "Pound",
+    "Which city is the capital of Tajikistan?": "Dushanbe",
+    "How many people live in Spain?": "46,723,749",
+    "Which country is New York City in?": "United States",
+    "Which is the most populous city in Sudan?": "Khartoum",
+    "What money do people pay with in Lesotho?": "Loti",
     "Which country borders Lesotho?": "South Africa",
     "Tajikistan is located on which continent?": "Asia",
 }
@@ -86,3 +88,13 @@ def test_ask_json_shape(capsys):
         assert isinstance(obj["answer"], str) and obj["answer"]
         assert isinstance(obj["score"], float)
         assert obj["passages"] and all({"title", "text", "score"} <= set(p) for p in obj["passages"])
+
+
+def test_decodes_copy_restricted_as_its_config_says(pipeline):
+    assert pipeline.model.config.copy_from_context is True
+    questions = list(QUESTIONS)[:4]
+    answers = pipeline.answer(questions, num_beams=1)
+    for a in answers:  # every answer is copied from a passage it was given
+        assert any(a.answer in f"{p.title} / {p.text}" for p in a.passages), a.answer
+    unconstrained = pipeline.answer(questions, num_beams=1, copy_from_context=False)
+    assert [a.answer for a in unconstrained] != [a.answer for a in answers]

@@ -46,7 +46,7 @@ def default_report(args, kind: str) -> dict | None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/ragdefault"))
-    p.add_argument("--reader-epochs", type=int, default=10)
+    p.add_argument("--reader-epochs", type=int, default=20)
     p.add_argument("--reader-lr", type=float, default=2e-3)
     p.add_argument("--epochs", type=int, default=5, help="RAG epochs (the recipe)")
     p.add_argument("--lr", type=float, default=5e-4, help="RAG learning rate")

@@ -43,3 +43,13 @@ def test_generate_from_given_contexts(rag_config, retriever, questions):
                                         max_length=8).numpy()
     got = tf_model.generate(**inputs, n_docs=2, num_beams=2, max_length=8)
     np.testing.assert_array_equal(got.numpy(), expected)
+
+
+@pytest.mark.parametrize("head", ["TFRagTokenForGeneration", "TFRagSequenceForGeneration"])
+def test_copy_restricted_models_are_refused_clearly(head, bart_tokenizer):
+    import ragmodels
+    from conftest import tiny_rag_config
+
+    config = tiny_rag_config(bart_tokenizer, copy_from_context=True)
+    with pytest.raises(NotImplementedError, match="PyTorch only"):
+        getattr(ragmodels, head)(config)

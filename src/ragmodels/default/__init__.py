@@ -7,7 +7,7 @@ only its top layer, fine-tuned with the generator, ships (``question_encoder_lay
 ``load_default`` assembles the RAG model from both.
 
     from ragmodels.default import load_default
-    model, tokenizer = load_default()          # RagTokenForGeneration with its retriever, RagTokenizer
+    model, tokenizer = load_default()          # RagSequenceForGeneration (copy-restricted) with its retriever, RagTokenizer
 
 Rebuild with ``python scripts/train_default.py --export``.
 """

@@ -29,6 +29,12 @@ class TFRagHeadModel(TFRagPreTrainedModel):
         super().__init__()
         self.rag = TFRagModel(config, question_encoder, generator, retriever, **kwargs)
         self.config = self.rag.config
+        if getattr(self.config, "copy_from_context", False):
+            raise NotImplementedError(
+                "This RAG model is copy-restricted (config.copy_from_context, e.g. the embedded default): its loss "
+                "and decoding exist in PyTorch only. Use the PyTorch classes (RagTokenForGeneration / "
+                "RagSequenceForGeneration)."
+            )
 
     @property
     def _rag(self) -> TFRagModel:
