@@ -199,5 +199,5 @@ def test_the_loss_of_a_copy_restricted_model_is_the_marginal_of_restricted_passa
         expected = -torch.logsumexp(per_token + doc_lp[:, None], dim=0).sum()
     else:
         expected = -torch.logsumexp(per_token.sum(-1) + doc_lp, dim=0)
-    assert restricted[0].item() == pytest.approx(expected.item(), abs=1e-4)
-    assert restricted[1].item() == pytest.approx(plain[1].item(), abs=1e-5)
+    assert restricted[0].item() == pytest.approx(expected.item(), rel=1e-4)  # losses ~70 nats: relative
+    assert restricted[1].item() == pytest.approx(plain[1].item(), rel=1e-6)
