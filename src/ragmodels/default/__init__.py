@@ -155,6 +155,7 @@ def export_default(model, tokenizer, kb: Any, out: str | os.PathLike, fp16: bool
     config = model.config.__class__.from_dict(model.config.to_dict())
     config.index_name, config.passages_path, config.index_path = "custom", None, None
     config.question_encoder._name_or_path = MINILM_PACKAGE
+    config.generator._name_or_path = GENERATOR_DIR  # not the training machine's folder
     config.architectures = [type(model).__name__]
     config.save_pretrained(out)
     generator = model.generator
