@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 
 from ragmodels.experiments import common as c
 
