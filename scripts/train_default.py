@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from ragmodels.experiments import common as c
 
 REPO = Path(__file__).resolve().parents[1]
