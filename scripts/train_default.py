@@ -25,8 +25,6 @@ from pathlib import Path
 
 from ragmodels.experiments import common as c
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
