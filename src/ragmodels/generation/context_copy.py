@@ -44,10 +44,13 @@ class ContextCopy:
     def allowed(self, input_ids: torch.LongTensor, rows: torch.LongTensor, vocab: int) -> torch.Tensor:
         """input_ids (R, t) decoder tokens so far, rows (R,) passage of each -> (R, V) the allowed next tokens.
         Rows still inside the first ``start`` positions allow everything."""
+        return self._allowed(input_ids, self.sources[rows], vocab)
+
+    def _allowed(self, input_ids: torch.LongTensor, sources: torch.LongTensor, vocab: int) -> torch.Tensor:
+        """``allowed`` with each row's context given: sources (R, L)."""
         if input_ids.shape[1] < self.start:
             return torch.ones(input_ids.shape[0], vocab, dtype=torch.bool, device=input_ids.device)
         answer = input_ids[:, self.start :]  # (R, m)
-        sources = self.sources[rows]  # (R, L)
         allowed = torch.zeros(input_ids.shape[0], vocab, dtype=torch.bool, device=input_ids.device)
         after_bos = torch.zeros(answer.shape[0], dtype=torch.bool, device=answer.device)  # (R,)
         if self.bos is not None and answer.shape[1]:
@@ -68,7 +71,8 @@ class ContextCopy:
     def allowed_teacher_forced(self, decoder_input_ids: torch.LongTensor, rows: torch.LongTensor,
                                vocab: int) -> torch.Tensor:
         """decoder_input_ids (R, T): start token + targets; -> (R, T, V) the tokens allowed at each position."""
-        return torch.stack([self.allowed(decoder_input_ids[:, : t + 1], rows, vocab)
+        sources = self.sources[rows]  # (R, L), gathered once for all positions
+        return torch.stack([self._allowed(decoder_input_ids[:, : t + 1], sources, vocab)
                             for t in range(decoder_input_ids.shape[1])], dim=1)
 
     def _continuations(self, span: torch.LongTensor, sources: torch.LongTensor, vocab: int) -> torch.Tensor:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedConfig, PreTrainedModel
 
+from .marginalization import shift_left
 from .outputs import RetrievAugLMMarginOutput, RetrievAugLMOutput
 from .rag_model import RagModel, RagPreTrainedModel, _as_rag_config, merge_cache_kwargs
 
@@ -101,10 +102,10 @@ class RagHeadModel(RagPreTrainedModel):
             contexts = rag_kwargs.get("context_input_ids"), rag_kwargs.get("context_attention_mask")
             if contexts[0] is None:
                 contexts = outputs.context_input_ids, outputs.context_attention_mask
-            outputs.logits = self._copy_restricted(outputs, decoder_input_ids, *contexts)
+            outputs.logits = self._copy_restricted(outputs, decoder_input_ids, pad_token_id, *contexts)
         return outputs, decoder_input_ids, pad_token_id
 
-    def _copy_restricted(self, outputs: RetrievAugLMOutput, decoder_input_ids: torch.LongTensor,
+    def _copy_restricted(self, outputs: RetrievAugLMOutput, decoder_input_ids: torch.LongTensor, pad_token_id: int,
                          context_input_ids: torch.LongTensor, context_attention_mask: torch.Tensor | None) -> torch.Tensor:
         """Teacher-forced logits (B*k, T, V) with what each passage does not allow next at -inf: the loss of a
         model whose config sets ``copy_from_context`` (generation restricts the same way).
@@ -124,8 +125,8 @@ class RagHeadModel(RagPreTrainedModel):
         inputs = decoder_input_ids.repeat_interleave(n_docs, dim=0)  # (B*k, T)
         rows = torch.arange(inputs.shape[0], device=inputs.device)
         allowed = copy.allowed_teacher_forced(inputs, rows, logits.shape[-1])  # (B*k, T, V)
-        target = torch.cat([inputs[:, 1:], inputs.new_full((inputs.shape[0], 1), self._pad_token_id_for_loss())], 1)
-        counted = target != self._pad_token_id_for_loss()  # (B*k, T)
+        target = shift_left(inputs, pad_token_id)  # (B*k, T): what each position predicts, as the losses shift
+        counted = target != pad_token_id  # (B*k, T)
         copyable = (allowed.gather(-1, target[..., None])[..., 0] | ~counted).all(-1)  # (B*k,): the answer is a span
         copyable = copyable.view(-1, n_docs).any(-1).repeat_interleave(n_docs)  # (B*k,): of some passage
         restricted = (copyable[:, None] & counted)[..., None]  # (B*k, T, 1): padding positions stay as they are
