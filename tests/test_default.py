@@ -113,3 +113,15 @@ def test_export_and_reload_round_trip(pipeline, tmp_path):
 
     again = RagPipeline(model, tokenizer).answer(list(QUESTIONS), num_beams=1)
     assert [a.answer for a in again] == list(QUESTIONS.values())
+
+
+def test_eval_without_a_model_scores_the_default(tmp_path, capsys):
+    from ragmodels.cli import main
+
+    data = tmp_path / "set.jsonl"
+    data.write_text("".join(json.dumps({"question": q, "answers": [a]}) + "\n" for q, a in QUESTIONS.items())
+                    + json.dumps({"question": "What is the capital of Lebanon?", "answers": ["Tripoli"]}) + "\n")
+    assert main(["eval", str(data), "--ks", "1", "--report", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["n_questions"] == len(QUESTIONS) + 1
+    assert report["exact_match"] == pytest.approx(len(QUESTIONS) / (len(QUESTIONS) + 1))

@@ -7,10 +7,11 @@ import json
 
 
 def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
-    """``ragmodels eval SET.jsonl --model DIR [--knowledge-base KB] --report r.json --plot r.png``."""
+    """``ragmodels eval SET.jsonl [--model DIR] [--knowledge-base KB] --report r.json --plot r.png``."""
     parser = subparsers.add_parser("eval", help="EM/F1 and retrieval recall@k on a question/answer JSONL set")
     parser.add_argument("data", help="JSONL with question and answers (gold_passage_id optional)")
-    parser.add_argument("--model", required=True, help="RAG checkpoint folder (config, weights, tokenizers)")
+    parser.add_argument("--model", help="RAG checkpoint folder (config, weights, tokenizers); default: the embedded "
+                                        "default model")
     parser.add_argument("--knowledge-base", help="knowledge-base folder (default: the one in the model's config)")
     parser.add_argument("--documents", help="documents JSONL the knowledge base was built from (gold recall)")
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10, 20], help="k values of recall@k")
@@ -29,11 +30,17 @@ def _eval(args: argparse.Namespace) -> int:
     from ..training.config import TrainConfig
     from .evaluator import evaluate_file
 
-    parts = load_components(TrainConfig(train_file=args.data, output_dir="", model_path=args.model,
-                                        knowledge_base=args.knowledge_base))
-    parts.model.set_retriever(parts.retriever)
+    if args.model is None:
+        from ..default import load_default
+
+        model, tokenizer = load_default(index=args.knowledge_base)
+    else:
+        parts = load_components(TrainConfig(train_file=args.data, output_dir="", model_path=args.model,
+                                            knowledge_base=args.knowledge_base))
+        model, tokenizer = parts.model, parts.tokenizer
+        model.set_retriever(parts.retriever)
     report = evaluate_file(
-        args.data, parts.model, parts.tokenizer, on_error=args.on_malformed, documents_path=args.documents,
+        args.data, model, tokenizer, on_error=args.on_malformed, documents_path=args.documents,
         report_path=args.report, plot_path=args.plot, ks=args.ks, batch_size=args.batch_size,
         generation_kwargs={"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens},
     )
