@@ -1,7 +1,8 @@
 """One optimizer step (forward, backward, AdamW update) of ragmodels vs transformers' RAG, same weights and batch.
 
     python benchmarks/training.py [--kind token sequence] [--steps 1] [--contexts dense|retriever]
-                                  [--repeat 1] [--threads N] [--context-length L] [--device cpu]
+                                  [--repeat 1] [--threads N] [--context-length L] [--device cpu|cuda]
+                                  [--runs reference ours ours-clip ours-trim reference-bf16 ours-bf16]
 
 BART-base-sized random generator, BERT-base-sized random DPR question encoder (~250M parameters),
 n_docs=5, batch 4, 32 target tokens; contexts are given directly (no retriever): context_input_ids /
@@ -21,7 +22,10 @@ Contexts:
 Each run is its own fresh subprocess that loads the same weights (built once from a seed, in another
 subprocess, and saved to a temporary safetensors file), so no run inherits another's memory. Steps are
 measured from the very first one (no warm-up): the first step allocates the AdamW moments (2 floats per
-parameter) on both sides alike, and that is a real part of a training step's peak.
+parameter) on both sides alike, and that is a real part of a training step's peak. On a GPU the first
+step would also carry CUDA's own start (cuBLAS handles, kernel loading: ~0.5 s against a ~0.05 s step),
+so there one forward and backward without an update runs first (gradients dropped, no optimizer state).
+With ``--steps`` > 1 the later steps (median) are the steady state, and have their own ratios.
 
 Runs:
   reference   transformers.Rag*ForGeneration, plain ``torch.optim.AdamW(model.parameters())`` (its
@@ -33,6 +37,10 @@ Runs:
               norm clipping, fused AdamW (the in-backward update cannot clip by the global norm).
   ours-trim   "ours" with ``model.rag.trim_context_padding = True`` (off by default): context columns that
               are padding in every row are not run through the generator. Same as "ours" on dense contexts.
+  reference-bf16, ours-bf16
+              "reference" and "ours" with the forward and loss under ``torch.autocast(dtype=torch.bfloat16)``
+              (mixed precision: float32 weights, gradients and AdamW; what ``ragmodels train --precision
+              bf16`` does). Compared with each other, not with the float32 runs.
 Default runs: reference, ours, ours-clip (dense contexts); reference, ours, ours-trim (retriever contexts).
 
 --repeat N runs every run N times (alternating their order) and reports the median and the range.
@@ -59,7 +67,7 @@ import time
 from pathlib import Path
 
 N_DOCS, BATCH, TARGET_LEN, QUESTION_LEN = 5, 4, 32, 16
-RUNS = ("reference", "ours", "ours-clip", "ours-trim")
+RUNS = ("reference", "ours", "ours-clip", "ours-trim", "reference-bf16", "ours-bf16")
 DEFAULT_RUNS = {"dense": ("reference", "ours", "ours-clip"), "retriever": ("reference", "ours", "ours-trim")}
 CONTEXTS = {"dense": 128, "retriever": 300}  # default context length of each kind
 REAL_LENGTHS = (130, 180)  # tokens per row before padding, "retriever" contexts
@@ -106,26 +114,34 @@ def make_batch(context_length: int, contexts: str = "dense", seed: int = 0):
     }
 
 
-def loss_of(model, batch):
-    """Mean negative marginal log-likelihood per question, as the recipe computes it."""
+def baseline(run: str) -> str:
+    """The reference run that ``run`` is compared with (same precision)."""
+    return "reference-bf16" if run.endswith("-bf16") else "reference"
+
+
+def loss_of(model, batch, bf16: bool = False):
+    """Mean negative marginal log-likelihood per question, as the recipe computes it (under bf16 autocast)."""
     import torch
 
-    q = model.question_encoder(batch["question_ids"])[0]  # (B, 768): DPR's pooled output
-    doc_scores = torch.bmm(q.unsqueeze(1), batch["doc_embeds"].transpose(1, 2)).squeeze(1)  # (B, k)
-    out = model(context_input_ids=batch["context_input_ids"], context_attention_mask=batch["context_attention_mask"],
-                doc_scores=doc_scores, labels=batch["labels"], reduce_loss=False, n_docs=N_DOCS, use_cache=False)
-    return out.loss.sum() / BATCH
+    device = batch["labels"].device.type
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        q = model.question_encoder(batch["question_ids"])[0]  # (B, 768): DPR's pooled output
+        doc_scores = torch.bmm(q.unsqueeze(1), batch["doc_embeds"].transpose(1, 2)).squeeze(1)  # (B, k)
+        out = model(context_input_ids=batch["context_input_ids"], context_attention_mask=batch["context_attention_mask"],
+                    doc_scores=doc_scores, labels=batch["labels"], reduce_loss=False, n_docs=N_DOCS, use_cache=False)
+    return out.loss.float().sum() / BATCH
 
 
 def make_stepper(run: str, model):
     """A function running one training step (forward, backward, update) and returning the loss."""
     import torch
 
-    if run == "reference":
+    bf16 = run.endswith("-bf16")
+    if baseline(run) == run:
         optimizer = torch.optim.AdamW(model.parameters())
 
         def step(batch):
-            loss = loss_of(model, batch)
+            loss = loss_of(model, batch, bf16)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -141,7 +157,7 @@ def make_stepper(run: str, model):
                         in_backward=use_optimizer_in_backward(None, 1, 1, max_grad_norm))
 
     def step(batch):
-        loss = loss_of(model, batch)
+        loss = loss_of(model, batch, bf16)
         trainer.backward(loss)
         trainer.step()
         return loss.item()
@@ -181,7 +197,7 @@ def measure(run: str, kind: str, weights: str, context_length: int, device: str,
     from safetensors.torch import load_model
 
     torch.manual_seed(0)
-    model = build("reference" if run == "reference" else "ours", kind)
+    model = build("reference" if run.startswith("reference") else "ours", kind)
     load_model(model, weights, strict=True)
     model.to(device).train()
     for module in model.modules():  # deterministic comparison: no dropout (also set to 0 in the configs)
@@ -189,8 +205,11 @@ def measure(run: str, kind: str, weights: str, context_length: int, device: str,
             module.p = 0.0
     batch = {k: v.to(device) for k, v in make_batch(context_length, contexts).items()}
     step = make_stepper(run, model)
-    gc.collect()
     cuda = device.startswith("cuda")
+    if cuda:  # CUDA's own start-up out of the first step: a forward and backward, no update, grads dropped
+        loss_of(model, batch, run.endswith("-bf16")).backward()
+        model.zero_grad(set_to_none=True)
+    gc.collect()
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -226,8 +245,10 @@ def measure(run: str, kind: str, weights: str, context_length: int, device: str,
 
 
 def _child(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"run {' '.join(args[:3])} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -283,27 +304,34 @@ def main() -> None:
             print(f"RAG-{kind}: one AdamW step from a fresh process ({args.device}, {first['threads']} threads, "
                   f"{first['params'] / 1e6:.0f}M parameters, batch {BATCH}, n_docs {N_DOCS}, {args.contexts} contexts "
                   f"of {args.context_length}, target {TARGET_LEN}):")
-            ref = runs.get("reference")
             for run, results in runs.items():
+                ref = runs.get(baseline(run))
                 for index, r in enumerate(results):
                     later = ""
                     if len(r["seconds"]) > 1:
-                        later = (f" (later steps: median {statistics.median(r['seconds'][1:]):.2f} s, "
+                        later = (f" (later steps: median {_later(r):.3f} s, "
                                  f"peak +{r['later_peak_mib']:.0f} MiB)")
                     note = " (step peak hidden by loading's peak!)" if r.get("hidden_by_loading") else ""
                     ratios = ""
-                    if ref is not None and run != "reference":
+                    if ref is not None and run != baseline(run):
                         other = ref[index]
                         ratios = (f"  -> {other['seconds'][0] / r['seconds'][0]:.2f}x faster "
                                   f"({other['cpu_seconds'][0] / r['cpu_seconds'][0]:.2f}x in CPU time), "
                                   f"{r['peak_mib'] / other['peak_mib']:.2f}x the peak, "
                                   f"|loss diff| {abs(r['loss'] - other['loss']):.1e}")
-                    print(f"  {run:>10}: first step {r['seconds'][0]:.2f} s ({r['cpu_seconds'][0]:.2f} s CPU), peak "
+                        if later:
+                            ratios += f", later steps {_later(other) / _later(r):.2f}x faster"
+                    print(f"  {run:>14}: first step {r['seconds'][0]:.3f} s ({r['cpu_seconds'][0]:.2f} s CPU), peak "
                           f"+{r['peak_mib']:.0f} MiB above {r['base_mib']:.0f} MiB loaded{note}, loss {r['loss']:.4f}"
                           f"{ratios}{later}")
                 rows.append((kind, run, results))
-    if "reference" in args.runs:
+    if any(baseline(run) in args.runs for run in args.runs if run != baseline(run)):
         _print_table(rows, command)
+
+
+def _later(result: dict) -> float:
+    """Median time of the steps after the first (the steady state)."""
+    return statistics.median(result["seconds"][1:])
 
 
 def _spread(values: list[float], fmt: str) -> str:
@@ -313,29 +341,32 @@ def _spread(values: list[float], fmt: str) -> str:
 
 
 def _print_table(rows, command: str) -> None:
-    refs = {kind: results for kind, run, results in rows if run == "reference"}
+    results_of = {(kind, run): results for kind, run, results in rows}
     print(f"\nREADME table (`{command}`; targets: >= 1.2x faster, <= 0.7x the peak; median of the repeats, "
-          "ratios from runs paired in order, range in brackets):\n")
+          "ratios from runs paired in order against the reference of the same precision, range in brackets):\n")
     later = all("later_peak_mib" in r for _, _, results in rows for r in results)
-    extra = " later steps' peak | vs reference |" if later else ""
+    extra = " later steps | speed vs reference | later steps' peak | vs reference |" if later else ""
     print("| head | run | first step | CPU time | peak memory | speed vs reference | CPU time vs reference | "
           "memory vs reference |" + extra)
-    print("|---|---|---|---|---|---|---|---|" + ("---|---|" if later else ""))
+    print("|---|---|---|---|---|---|---|---|" + ("---|---|---|---|" if later else ""))
     for kind, run, results in rows:
-        ref = refs[kind]
-        pairs = list(zip(ref, results))
-        cells = [f"RAG-{kind}", run, _spread([r["seconds"][0] for r in results], "{:.2f} s"),
+        ref = results_of.get((kind, baseline(run)))
+        is_ref = run == baseline(run) or ref is None
+        pairs = list(zip(ref, results)) if ref is not None else []
+        cells = [f"RAG-{kind}", run, _spread([r["seconds"][0] for r in results], "{:.3f} s"),
                  _spread([r["cpu_seconds"][0] for r in results], "{:.2f} s"),
                  _spread([r["peak_mib"] for r in results], "+{:.0f} MiB")]
-        if run == "reference":
+        if is_ref:
             cells += ["—", "—", "—"]
         else:
             cells += [_spread([a["seconds"][0] / b["seconds"][0] for a, b in pairs], "{:.2f}x"),
                       _spread([a["cpu_seconds"][0] / b["cpu_seconds"][0] for a, b in pairs], "{:.2f}x"),
                       _spread([b["peak_mib"] / a["peak_mib"] for a, b in pairs], "{:.2f}x")]
         if later:
+            cells.append(_spread([_later(r) for r in results], "{:.3f} s"))
+            cells.append("—" if is_ref else _spread([_later(a) / _later(b) for a, b in pairs], "{:.2f}x"))
             cells.append(_spread([r["later_peak_mib"] for r in results], "+{:.0f} MiB"))
-            cells.append("—" if run == "reference" else
+            cells.append("—" if is_ref else
                          _spread([b["later_peak_mib"] / a["later_peak_mib"] for a, b in pairs], "{:.2f}x"))
         print("| " + " | ".join(cells) + " |")
 

@@ -134,3 +134,22 @@ def test_saves_no_vocabulary_sized_tensor_but_the_logits():
             ours_nll(head, seq_logits, doc_scores, labels, epsilon)
     big = [t for t in saved if t.numel() >= seq_logits.numel() // 4]
     assert big and all(t.data_ptr() == seq_logits.data_ptr() for t in big)
+
+
+@pytest.mark.parametrize("head,epsilon", [("token", 0.0), ("token", 0.1), ("sequence", 0.0), ("sequence", 0.1)])
+def test_low_precision_logits_are_read_in_float32(chunk, head, epsilon):
+    """bfloat16 logits (autocast): the loss is float32 and as exact as the rounded logits allow; the
+    gradient is bfloat16, equal to the float64 gradient of the same rounded values up to bfloat16 rounding."""
+    seq_logits, doc_scores, labels = make_inputs(batch=2, n_docs=3, length=6, vocab=1000, seed=3)
+    low = seq_logits.detach().bfloat16().requires_grad_()
+    scores = doc_scores.detach().float().requires_grad_()
+    ours = ours_nll(head, low, scores, labels, epsilon)
+    assert ours.dtype == torch.float32
+    exact = [low.detach().double().requires_grad_(), doc_scores.detach().requires_grad_()]
+    plain = plain_nll(head, *exact, labels, epsilon)
+    torch.testing.assert_close(ours.double(), plain, rtol=1e-6, atol=1e-4)
+    mine = torch.autograd.grad(ours.sum(), (low, scores))
+    expected = torch.autograd.grad(plain.sum(), exact)
+    assert mine[0].dtype == torch.bfloat16
+    torch.testing.assert_close(mine[0].double(), expected[0], rtol=1e-2, atol=1e-4)
+    torch.testing.assert_close(mine[1].double(), expected[1], rtol=1e-5, atol=1e-5)

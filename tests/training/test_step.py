@@ -9,13 +9,13 @@ from ragmodels.training.step import TrainStep, in_backward_blockers, use_optimiz
 from training_fixtures import make_components, qa_file, qa_records, read_log  # noqa: F401  (fixtures)
 
 
-def run_steps(parts, in_backward: bool, n_steps: int = 3, fused: bool | None = None):
+def run_steps(parts, in_backward: bool, n_steps: int = 3, fused: bool | None = None, bucket_bytes: int = 64 << 20):
     """``n_steps`` TrainSteps on fixed batches; an extra 2-d parameter gets no gradient at all."""
     model = parts.model
     model.unused = torch.nn.Parameter(torch.ones(2, 3))  # weight decay must still shrink it, as in the plain step
     model.train()
     optimizer = build_optimizer(model, learning_rate=1e-2, weight_decay=0.1, fused=fused)
-    trainer = TrainStep(optimizer, max_grad_norm=None, in_backward=in_backward)
+    trainer = TrainStep(optimizer, max_grad_norm=None, in_backward=in_backward, bucket_bytes=bucket_bytes)
     start = model.config.generator.decoder_start_token_id
     records = qa_records()
     norms = []
@@ -30,10 +30,11 @@ def run_steps(parts, in_backward: bool, n_steps: int = 3, fused: bool | None = N
 
 
 @pytest.mark.parametrize("kind", ["token", "sequence"])
-@pytest.mark.parametrize("fused", [True, False])
-def test_optimizer_in_backward_matches_the_plain_step(make_components, kind, fused):
+@pytest.mark.parametrize(("fused", "bucket_bytes"), [(True, 0), (True, 4096), (True, 64 << 20), (False, 4096)])
+def test_optimizer_in_backward_matches_the_plain_step(make_components, kind, fused, bucket_bytes):
     plain, plain_opt, plain_norms = run_steps(make_components(kind, dropout=False), False, fused=fused)
-    hooked, hooked_opt, hooked_norms = run_steps(make_components(kind, dropout=False), True, fused=fused)
+    hooked, hooked_opt, hooked_norms = run_steps(make_components(kind, dropout=False), True, fused=fused,
+                                                 bucket_bytes=bucket_bytes)
     before = make_components(kind, dropout=False).model.state_dict()
     for name, value in plain.state_dict().items():
         torch.testing.assert_close(hooked.state_dict()[name], value, rtol=0, atol=1e-6, msg=name)
@@ -46,6 +47,32 @@ def test_optimizer_in_backward_matches_the_plain_step(make_components, kind, fus
     for index, values in plain_state["state"].items():
         for key, value in values.items():
             torch.testing.assert_close(hooked_state["state"][index][key], value, rtol=0, atol=1e-6)
+
+
+def test_buckets_bound_the_waiting_gradients(make_components, monkeypatch):
+    """Parameters are updated a bucket at a time, in the backward: never much more than a bucket of
+    gradients waits, and a bucket of N bytes takes fewer AdamW calls than parameters."""
+    parts = make_components(dropout=False)
+    model = parts.model.train()
+    bucket = 16 << 10
+    trainer = TrainStep(build_optimizer(model, 1e-3, 0.01), in_backward=True, bucket_bytes=bucket)
+    updates, live = [], []
+    step_only = trainer._step_only
+
+    def record(params):
+        updates.append(sum(p.grad.nbytes for p in params))
+        live.append(sum(p.grad.nbytes for p in model.parameters() if p.grad is not None))
+        step_only(params)
+
+    monkeypatch.setattr(trainer, "_step_only", record)
+    inputs = encode_batch(parts.tokenizer, qa_records()[:2], model.config.generator.decoder_start_token_id, 32, 8)
+    trainer.backward(model(**inputs, use_cache=False).loss.sum())
+    largest = max(p.nbytes for p in model.parameters())
+    assert all(p.grad is None for p in model.parameters())  # every update happened in backward()
+    assert 1 < len(updates) < sum(1 for p in model.parameters() if p.requires_grad) / 2
+    assert max(live) < bucket + largest
+    assert all(size >= bucket for size in updates[:-1])
+    trainer.step()
 
 
 def test_fused_adamw_on_cpu_by_default(make_components):

@@ -22,7 +22,8 @@ def test_released_on_the_first_step_only(make_components, monkeypatch, in_backwa
     monkeypatch.setattr(step_module, "release_free_memory", lambda: calls.append(1) or True)
     parts = make_components(dropout=False)
     model = parts.model.train()
-    trainer = TrainStep(build_optimizer(model, 1e-3, 0.01), in_backward=in_backward, release_every=release_every)
+    trainer = TrainStep(build_optimizer(model, 1e-3, 0.01), in_backward=in_backward, release_every=release_every,
+                        bucket_bytes=0)  # one parameter per update: one release per parameter's new state
     start = model.config.generator.decoder_start_token_id
     per_step = []
     for index in range(2):
@@ -54,3 +55,10 @@ def test_release_does_not_change_the_update(make_components):
         weights.append(model.state_dict())
     for name, value in weights[0].items():
         assert torch.equal(value, weights[1][name]), name
+
+
+def test_no_release_without_parameters_on_the_cpu():
+    """Parameters elsewhere (a GPU; "meta" here) keep their optimizer state outside the C heap."""
+    elsewhere = torch.nn.Linear(3, 2, device="meta")
+    assert TrainStep(torch.optim.AdamW(elsewhere.parameters()), release_every=1).release_every is None
+    assert TrainStep(torch.optim.AdamW(torch.nn.Linear(3, 2).parameters()), release_every=1).release_every == 1

@@ -15,6 +15,9 @@ time. One autograd Function (``_VocabStats``) does this vocabulary-sized part of
 the gradient with respect to the logits in one buffer and one pass (softmax times a per-row factor,
 plus the target's one-hot), so neither pass allocates a vocabulary-sized temporary beyond that gradient.
 The rest of each loss is ordinary autograd over (B, k, T) tensors.
+
+Low-precision logits (bfloat16 or float16, e.g. under ``torch.autocast``) are read a chunk at a time in
+float32: every log-probability and sum is float32, and only the gradient is written in the logits' dtype.
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ _ACCELERATOR_CHUNK_ELEMENTS = 1 << 25
 _PLAIN, _VOCAB_SUMS, _TOKEN_MARGINAL = 0, 1, 2
 """What ``_VocabStats`` computes besides log p(y_t): nothing, sum_v log p(v) per passage (RAG-Sequence's
 smoothing term), or sum_v log sum_i p(z_i|x) p(v|z_i) per question (RAG-Token's smoothing term)."""
+
+
+def _accumulation_dtype(logits: torch.Tensor) -> torch.dtype:
+    """float32 for low-precision logits (float64 stays float64)."""
+    return torch.promote_types(logits.dtype, torch.float32)
 
 
 def _row_chunks(rows: int, row_size: int, device: torch.device) -> list[slice]:
@@ -72,11 +80,12 @@ class _VocabStats(torch.autograd.Function):
         n_rows, length, vocab = logits.shape
         flat = logits.reshape(n_rows * length, vocab)
         flat_target = target.reshape(-1, 1)
-        lse = logits.new_empty(n_rows * length)
-        tok_lp = logits.new_empty(n_rows * length)
-        vocab_sums = logits.new_empty(n_rows * length) if mode == _VOCAB_SUMS else None
+        acc = _accumulation_dtype(logits)
+        lse = logits.new_empty(n_rows * length, dtype=acc)
+        tok_lp = logits.new_empty(n_rows * length, dtype=acc)
+        vocab_sums = logits.new_empty(n_rows * length, dtype=acc) if mode == _VOCAB_SUMS else None
         for rows in _row_chunks(flat.size(0), vocab, logits.device):
-            x = flat[rows]
+            x = flat[rows].to(acc)  # (rows, V); a float32 copy of the chunk only for low-precision logits
             torch.logsumexp(x, dim=-1, out=lse[rows])
             torch.sub(x.gather(-1, flat_target[rows]).squeeze(-1), lse[rows], out=tok_lp[rows])
             if vocab_sums is not None:
@@ -105,13 +114,16 @@ class _VocabStats(torch.autograd.Function):
             flat, out = logits.reshape(-1, vocab), grad.view(-1, vocab)
             flat_lse, flat_g = lse.reshape(-1, 1), grad_tok.reshape(-1, 1)
             flat_h = grad_extra.reshape(-1, 1) if has_sums else None
+            acc = flat_lse.dtype
             for rows in _row_chunks(flat.size(0), vocab, logits.device):
-                g = out[rows]
-                torch.sub(flat[rows], flat_lse[rows], out=g).exp_()  # p
+                g = out[rows] if out.dtype == acc else None  # low precision: computed in float32, then stored
+                g = torch.sub(flat[rows], flat_lse[rows], out=g).exp_()  # p
                 if has_sums:  # -(g + V h) p + h
                     g.mul_(-(flat_g[rows] + vocab * flat_h[rows])).add_(flat_h[rows])
                 else:
                     g.mul_(-flat_g[rows])
+                if g.dtype != out.dtype:
+                    out[rows] = g
         flat_grad = grad.view(-1, vocab)
         flat_grad.scatter_add_(-1, target.reshape(-1, 1), grad_tok.reshape(-1, 1).to(grad.dtype))
         return grad, None, grad_doc_lp, None
@@ -123,7 +135,7 @@ def _token_marginal_sums(logits: torch.Tensor, lse: torch.Tensor, doc_lp: torch.
     length, vocab = logits.shape[1:]
     grouped = logits.view(batch, n_docs, length, vocab)
     shift = (doc_lp.unsqueeze(-1) - lse.view(batch, n_docs, length)).unsqueeze(-1)  # (B, k, T, 1)
-    sums = logits.new_empty(batch, length)
+    sums = lse.new_empty(batch, length)
     for b in range(batch):
         for span in _row_chunks(length, n_docs * vocab, logits.device):
             joint = grouped[b, :, span] + shift[b, :, span]  # (k, tc, V)
@@ -155,8 +167,11 @@ def _token_marginal_backward(
             hb = h[b, :, span]  # (1, tc, 1)
             grad_doc_lp[b] += (hb * q_sums).sum(dim=(1, 2))
             p = logp.exp_()
-            # g (-p) + h (q - p Q) = h q - p (g + h Q)
-            torch.mul(q, hb, out=out[b, :, span]).sub_(p.mul_(g[b, :, span] + hb * q_sums))
+            # g (-p) + h (q - p Q) = h q - p (g + h Q), in float32 and then stored for low-precision logits
+            target = out[b, :, span] if out.dtype == q.dtype else None
+            result = torch.mul(q, hb, out=target).sub_(p.mul_(g[b, :, span] + hb * q_sums))
+            if target is None:
+                out[b, :, span] = result
     return grad_doc_lp
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .precision import check_precision
+
 
 @dataclass
 class TrainConfig:
@@ -36,6 +38,8 @@ class TrainConfig:
     # AdamW inside the backward, gradients freed as they come (less memory, same result): None = whenever
     # grad_accum_steps == 1, one process and max_grad_norm None; True = required; False = never (step.py).
     optimizer_in_backward: bool | None = None
+    # "fp32", or "bf16": forward and loss under bfloat16 autocast, weights/gradients/AdamW float32 (precision.py)
+    precision: str = "fp32"
     n_docs: int | None = None
     max_question_length: int = 64
     max_answer_length: int = 32
@@ -62,6 +66,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be at least 1, got {getattr(self, name)}.")
+        check_precision(self.precision)
         if self.on_malformed not in ("stop", "skip"):
             raise ValueError(f"on_malformed must be 'stop' or 'skip', got {self.on_malformed!r}.")
         if self.freeze_question_encoder and self.freeze_generator and self.ctx_encoder_path is None:

@@ -34,6 +34,7 @@ from .config import TrainConfig
 from .end2end import IndexRefresher, check_kb_encoder
 from .log import JsonlLog
 from .optim import build_optimizer, build_scheduler, freeze
+from .precision import autocast
 from .step import TrainStep, use_optimizer_in_backward
 
 @dataclass
@@ -111,8 +112,9 @@ def _train(config: TrainConfig, components: Components | None, env: distributed.
         for ids in local_micro_batches(batch, env.rank, env.world_size, config.batch_size):
             records = [train_set.records[i] for i in ids]
             inputs = encode_batch(tokenizer, records, decoder_start, config.max_question_length, config.max_answer_length)
-            out = model(**{k: v.to(env.device) for k, v in inputs.items()}, reduce_loss=False, n_docs=config.n_docs,
-                        use_cache=False)
+            with autocast(config.precision, env.device):
+                out = model(**{k: v.to(env.device) for k, v in inputs.items()}, reduce_loss=False,
+                            n_docs=config.n_docs, use_cache=False)
             trainer.backward(out.loss.sum() / len(batch))
             loss_sum += out.loss.detach().sum().item()
         lr = scheduler.get_last_lr()[0]

@@ -6,12 +6,16 @@ Two ways to run it, with the same result (the same weights after any number of s
   processes, clipped by their global norm, AdamW steps once over all parameters and the gradients are
   dropped (``set_to_none``). At the update, the gradients of the whole model (one float per weight) sit
   beside the weights and both AdamW moments.
-* optimizer in backward (torchtune's trick): each parameter is updated by AdamW the moment its gradient
-  is complete, from a ``register_post_accumulate_grad_hook``, and its gradient is freed at once; so the
-  gradients of the whole model never coexist, and there is no separate update pass. A parameter's
-  AccumulateGrad runs after every autograd node that saved it, so updating it in place there does not
-  change any other gradient. Parameters that got no gradient are stepped after the backward with a zero
-  gradient, exactly as the plain step treats them (weight decay and moment decay still apply).
+* optimizer in backward (torchtune's trick): parameters are updated by AdamW as soon as their gradients
+  are complete, from a ``register_post_accumulate_grad_hook``, and their gradients are freed at once; so
+  the gradients of the whole model never coexist, and there is no separate update pass. A parameter's
+  AccumulateGrad runs after every autograd node that saved it, so updating it in place then (or later)
+  does not change any other gradient. Completed parameters are queued and updated together once their
+  gradients reach ``bucket_bytes`` (and the rest after the backward): one fused AdamW call per bucket
+  instead of one per parameter, which on a GPU is the difference between a step as fast as the plain
+  one and one twice as slow (~450 Python-level ``optimizer.step`` calls for BART-base + BERT-base), while
+  at most a bucket of gradients waits. Parameters that got no gradient are stepped after the backward
+  with a zero gradient, exactly as the plain step treats them (weight decay and moment decay still apply).
 
 The rule (``in_backward_blockers``): the update can run in the backward only when one backward makes
 the whole step's gradient, and nothing needs all gradients at once, i.e.
@@ -78,7 +82,9 @@ class TrainStep:
 
     ``step()`` returns the global gradient norm (before clipping) and leaves every gradient None.
     ``release_every``: bytes of new optimizer state between releases of free memory on the first step
-    (see module doc); None never releases.
+    (see module doc); None never releases, nor does a model with no parameter on the CPU (a GPU's memory
+    is not the C heap's). ``bucket_bytes``: gradient bytes updated together with the optimizer in the
+    backward (0: each parameter alone).
     """
 
     def __init__(
@@ -88,16 +94,20 @@ class TrainStep:
         in_backward: bool = False,
         env: distributed.DistEnv | None = None,
         release_every: int | None = 256 << 20,
+        bucket_bytes: int = 64 << 20,
     ):
         self.optimizer, self.in_backward, self.env = optimizer, in_backward, env
         self.max_grad_norm = max_grad_norm
-        self.release_every = release_every
         self.params: list[torch.nn.Parameter] = [p for g in optimizer.param_groups for p in g["params"]]
+        on_cpu = any(p.device.type == "cpu" for p in self.params)
+        self.release_every, self.bucket_bytes = release_every if on_cpu else None, bucket_bytes
         if in_backward:
             use_optimizer_in_backward(True, 1, env.world_size if env is not None else 1, max_grad_norm)
         self._group_of: dict[int, dict] = {}
         self._norms: list[torch.Tensor] = []
         self._updated: set[torch.nn.Parameter] = set()
+        self._queue: list[torch.nn.Parameter] = []
+        self._queued_bytes = 0
         self._backwards = 0
         self._new_state_bytes = 0
 
@@ -109,12 +119,13 @@ class TrainStep:
             raise RuntimeError("With the optimizer in the backward, each step takes exactly one backward.")
         self._backwards += 1
         self._group_of = {id(p): group for group in self.optimizer.param_groups for p in group["params"]}
-        handles = [p.register_post_accumulate_grad_hook(self._update_now) for p in self.params]
+        handles = [p.register_post_accumulate_grad_hook(self._grad_ready) for p in self.params]
         try:
             loss.backward()
         finally:
             for handle in handles:
                 handle.remove()
+        self._update_queued()
 
     def step(self) -> float:
         """Finish the step: update every parameter not yet updated; return the global gradient norm."""
@@ -123,8 +134,8 @@ class TrainStep:
             self._group_of = {id(p): group for group in self.optimizer.param_groups for p in group["params"]}
             for p in missed:  # no gradient reached it: the plain step would use zeros
                 p.grad = torch.zeros_like(p)
-                self._norms.append(torch.linalg.vector_norm(p.grad))
-            self._step_only(missed)
+            self._queue = missed
+            self._update_queued()
             norms, self._norms, self._updated, self._backwards = self._norms, [], set(), 0
             return torch.linalg.vector_norm(torch.stack(norms)).item() if norms else 0.0
         distributed.sum_gradients(self.params, self.env or _SINGLE)
@@ -135,22 +146,31 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
 
-    def _update_now(self, p: torch.nn.Parameter) -> None:
-        """Post-accumulate-grad hook: AdamW on ``p`` alone (its group's state and current lr), then free its grad."""
-        self._norms.append(torch.linalg.vector_norm(p.grad))
-        new_state = self.release_every is not None and not self.optimizer.state.get(p)
-        self._step_only([p])
-        self._updated.add(p)
+    def _grad_ready(self, p: torch.nn.Parameter) -> None:
+        """Post-accumulate-grad hook: queue ``p``; update the queue once its gradients fill a bucket."""
+        self._queue.append(p)
+        self._queued_bytes += p.grad.nbytes
+        if self._queued_bytes >= self.bucket_bytes:
+            self._update_queued()
+
+    def _update_queued(self) -> None:
+        """AdamW on the queued parameters (their groups' state and current lr), then free their gradients."""
+        params, self._queue, self._queued_bytes = self._queue, [], 0
+        if not params:
+            return
+        self._norms.append(torch.nn.utils.get_total_norm([p.grad for p in params]))
+        new_state = [p for p in params if self.release_every is not None and not self.optimizer.state.get(p)]
+        self._step_only(params)
+        self._updated.update(params)
         if new_state:
-            self._new_state_bytes += sum(t.nbytes for t in self.optimizer.state[p].values() if torch.is_tensor(t))
+            self._new_state_bytes += sum(
+                t.nbytes for p in new_state for t in self.optimizer.state[p].values() if torch.is_tensor(t))
             if self._new_state_bytes >= self.release_every:
                 release_free_memory()
                 self._new_state_bytes = 0
 
     def _step_only(self, params: Sequence[torch.nn.Parameter]) -> None:
         """``optimizer.step()`` restricted to ``params`` (their groups' hyper-parameters), grads then freed."""
-        if not params:
-            return
         by_group: dict[int, tuple[dict, list[torch.nn.Parameter]]] = {}
         for p in params:
             group = self._group_of[id(p)]
