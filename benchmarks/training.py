@@ -31,8 +31,9 @@ Runs:
   reference   transformers.Rag*ForGeneration, plain ``torch.optim.AdamW(model.parameters())`` (its
               defaults), ``loss.backward(); opt.step(); opt.zero_grad()`` — what a transformers user writes.
   ours        ragmodels, the recipe's step (ragmodels.training.step.TrainStep + build_optimizer) as
-              ``train`` runs it with ``max_grad_norm=None``: fused AdamW inside the backward, each gradient
-              freed as soon as its parameter is updated.
+              ``train`` runs it with ``max_grad_norm=None``: fused AdamW inside the backward, a 64 MB bucket
+              of finished gradients per update, each gradient freed once updated; on a CPU the memory a
+              step frees is kept for the next (``optim.keep_freed_memory``: no page faults in later steps).
   ours-clip   ragmodels, the recipe's step with its default ``max_grad_norm=1.0``: plain backward, global
               norm clipping, fused AdamW (the in-backward update cannot clip by the global norm).
   ours-trim   "ours" with ``model.rag.trim_context_padding = True`` (off by default): context columns that
