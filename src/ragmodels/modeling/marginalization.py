@@ -51,6 +51,18 @@ def _accumulation_dtype(logits: torch.Tensor) -> torch.dtype:
     return torch.promote_types(logits.dtype, torch.float32)
 
 
+def _compute_into(dest: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    """``out=`` for a result of ``dtype`` bound for ``dest``: ``dest`` itself when it has that dtype (no
+    temporary), else None (a float32 temporary that ``_store`` then writes into low-precision ``dest``)."""
+    return dest if dest.dtype == dtype else None
+
+
+def _store(dest: torch.Tensor, result: torch.Tensor) -> None:
+    """Write ``result`` into ``dest`` unless it was computed there (``_compute_into``)."""
+    if result is not dest:
+        dest.copy_(result)
+
+
 def _row_chunks(rows: int, row_size: int, device: torch.device) -> list[slice]:
     """Consecutive row ranges of about _CHUNK_ELEMENTS (CPU) elements each."""
     elements = _CHUNK_ELEMENTS if device.type == "cpu" else _ACCELERATOR_CHUNK_ELEMENTS
@@ -116,14 +128,13 @@ class _VocabStats(torch.autograd.Function):
             flat_h = grad_extra.reshape(-1, 1) if has_sums else None
             acc = flat_lse.dtype
             for rows in _row_chunks(flat.size(0), vocab, logits.device):
-                g = out[rows] if out.dtype == acc else None  # low precision: computed in float32, then stored
-                g = torch.sub(flat[rows], flat_lse[rows], out=g).exp_()  # p
+                dest = out[rows]
+                g = torch.sub(flat[rows], flat_lse[rows], out=_compute_into(dest, acc)).exp_()  # p
                 if has_sums:  # -(g + V h) p + h
                     g.mul_(-(flat_g[rows] + vocab * flat_h[rows])).add_(flat_h[rows])
                 else:
                     g.mul_(-flat_g[rows])
-                if g.dtype != out.dtype:
-                    out[rows] = g
+                _store(dest, g)
         flat_grad = grad.view(-1, vocab)
         flat_grad.scatter_add_(-1, target.reshape(-1, 1), grad_tok.reshape(-1, 1).to(grad.dtype))
         return grad, None, grad_doc_lp, None
@@ -168,10 +179,8 @@ def _token_marginal_backward(
             grad_doc_lp[b] += (hb * q_sums).sum(dim=(1, 2))
             p = logp.exp_()
             # g (-p) + h (q - p Q) = h q - p (g + h Q), in float32 and then stored for low-precision logits
-            target = out[b, :, span] if out.dtype == q.dtype else None
-            result = torch.mul(q, hb, out=target).sub_(p.mul_(g[b, :, span] + hb * q_sums))
-            if target is None:
-                out[b, :, span] = result
+            dest = out[b, :, span]
+            _store(dest, torch.mul(q, hb, out=_compute_into(dest, q.dtype)).sub_(p.mul_(g[b, :, span] + hb * q_sums)))
     return grad_doc_lp
 
 

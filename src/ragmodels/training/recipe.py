@@ -99,6 +99,7 @@ def _train(config: TrainConfig, components: Components | None, env: distributed.
     in_backward = use_optimizer_in_backward(config.optimizer_in_backward, config.grad_accum_steps, env.world_size,
                                             config.max_grad_norm)
     trainer = TrainStep(optimizer, config.max_grad_norm, in_backward=in_backward, env=env)
+    forward_precision = autocast(config.precision, env.device)  # re-entered by every micro-batch's forward
     decoder_start = model.config.generator.decoder_start_token_id
     loss, dev_metrics = math.nan, None
     bar = tqdm(total=total_steps, initial=start_step, desc="training", disable=not (config.progress_bar and env.is_main))
@@ -112,7 +113,7 @@ def _train(config: TrainConfig, components: Components | None, env: distributed.
         for ids in local_micro_batches(batch, env.rank, env.world_size, config.batch_size):
             records = [train_set.records[i] for i in ids]
             inputs = encode_batch(tokenizer, records, decoder_start, config.max_question_length, config.max_answer_length)
-            with autocast(config.precision, env.device):
+            with forward_precision:
                 out = model(**{k: v.to(env.device) for k, v in inputs.items()}, reduce_loss=False,
                             n_docs=config.n_docs, use_cache=False)
             trainer.backward(out.loss.sum() / len(batch))
