@@ -52,7 +52,8 @@ weights and batch are loaded. The high-water mark is reset after loading (``/pro
 loading's own transient peak cannot hide the step's; where that reset is not allowed, a step peak not
 above the loading peak is reported as such. On GPU: ``max_memory_allocated`` above the allocation before
 the step. Time: wall clock of each step (the first; with ``--steps`` > 1 also the median of the others),
-and the process's CPU time (user + system) of each step, which other jobs on the machine disturb less.
+and the process's CPU time (user + system) of each step, which other jobs on the machine disturb less;
+for later steps also the median minor page faults and system time per step (ru_minflt, ru_stime).
 """
 
 from __future__ import annotations
@@ -181,11 +182,12 @@ def _reset_peak() -> bool:
         return False
 
 
-def _cpu_seconds() -> float:
+def _usage() -> tuple[float, float, int]:
+    """Process CPU seconds (user + system), system seconds, and minor page faults so far."""
     import resource
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime, usage.ru_stime, usage.ru_minflt
 
 
 def measure(run: str, kind: str, weights: str, context_length: int, device: str, steps: int,
@@ -219,14 +221,17 @@ def measure(run: str, kind: str, weights: str, context_length: int, device: str,
         load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         reset = _reset_peak()
         base = _rss_kib() * 1024
-    seconds, cpu_seconds, losses, peaks = [], [], [], []
+    seconds, cpu_seconds, system_seconds, faults, losses, peaks = [], [], [], [], [], []
     for index in range(steps):
-        start, cpu_start = time.perf_counter(), _cpu_seconds()
+        start, usage_start = time.perf_counter(), _usage()
         losses.append(step(batch))
         if cuda:
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
-        cpu_seconds.append(_cpu_seconds() - cpu_start)
+        cpu, system, faulted = (after - before for after, before in zip(_usage(), usage_start))
+        cpu_seconds.append(cpu)
+        system_seconds.append(system)
+        faults.append(faulted)
         if cuda:
             peaks.append(torch.cuda.max_memory_allocated() - base)
             torch.cuda.reset_peak_memory_stats()
@@ -235,7 +240,8 @@ def measure(run: str, kind: str, weights: str, context_length: int, device: str,
             if index == 0:
                 hidden = not reset and peaks[0] + base <= load_peak
             reset = _reset_peak()
-    result = {"run": run, "kind": kind, "seconds": seconds, "cpu_seconds": cpu_seconds, "loss": losses[0],
+    result = {"run": run, "kind": kind, "seconds": seconds, "cpu_seconds": cpu_seconds,
+              "system_seconds": system_seconds, "page_faults": faults, "loss": losses[0],
               "base_mib": base / 2**20, "threads": torch.get_num_threads(),
               "peak_mib": peaks[0] / 2**20, "params": sum(p.numel() for p in model.parameters())}
     if len(peaks) > 1:  # steady state: AdamW moments already allocated, peaks above the same base
@@ -311,6 +317,8 @@ def main() -> None:
                     later = ""
                     if len(r["seconds"]) > 1:
                         later = (f" (later steps: median {_later(r):.3f} s, "
+                                 f"{statistics.median(r['page_faults'][1:]):.0f} page faults and "
+                                 f"{statistics.median(r['system_seconds'][1:]):.2f} s system time per step, "
                                  f"peak +{r['later_peak_mib']:.0f} MiB)")
                     note = " (step peak hidden by loading's peak!)" if r.get("hidden_by_loading") else ""
                     ratios = ""
