@@ -7,6 +7,12 @@ import torch
 
 from .conftest import N_DOCS, passage_log_likelihood
 
+# Candidate scores are sums of up to 8 float32 token log-probs (|score| up to ~40 for these tiny models),
+# computed by decoding in padded batches on one side and passage by passage on the other: other matmul
+# shapes, other rounding, a few ulp of each O(1-10) logit per token. Relative 1e-5 of the score covers
+# that (~100 ulp of float32) and is still far below the gap between two different candidates' scores.
+SCORE_TOL = dict(rel=1e-5, abs=1e-5)
+
 
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("num_beams,num_return_sequences", [(1, 1), (3, 1), (3, 2)])
@@ -56,7 +62,7 @@ def test_thorough_is_argmax_of_brute_force_marginal(models, generator, padded):
         ours = {_strip(s, pad): sc.item() for s, sc in zip(seqs[b][valid], scores[b][valid])}
         assert set(ours) == set(unique)  # every distinct candidate, each once
         for i, u in enumerate(unique):
-            assert ours[u] == pytest.approx(marginal[i].item(), abs=1e-4)
+            assert ours[u] == pytest.approx(marginal[i].item(), **SCORE_TOL)
 
 
 def test_reference_differs_on_padded_contexts_ours_is_exact(models):
@@ -89,9 +95,9 @@ def test_fast_scores_equal_brute_force_over_producing_passages(models, generator
             producing = [j for j in range(N_DOCS) if any(_strip(c, pad) == _strip(seqs[b, s], pad) for c in cands[b, j * 2 : (j + 1) * 2])]
             assert producing
             expected = torch.logsumexp(torch.stack([doc_lp[b, j] + ll[j, s] for j in producing]), 0)
-            assert scores[b, s].item() == pytest.approx(expected.item(), abs=1e-4)
+            assert scores[b, s].item() == pytest.approx(expected.item(), **SCORE_TOL)
             full = torch.logsumexp(doc_lp[b] + ll[:, s], 0)
-            assert scores[b, s].item() <= full.item() + 1e-4  # a lower bound of the full marginal
+            assert scores[b, s].item() <= full.item() + 1e-5 * abs(full.item()) + 1e-5  # a lower bound of the full marginal
         assert (scores[b][:-1] >= scores[b][1:]).all()
 
 

@@ -11,8 +11,15 @@ from training_fixtures import make_components, qa_file, save_components  # noqa:
 
 
 def run_config(model_path, qa_file, out, batch_size):
+    # adam_epsilon 1.0, not 1e-8: the 2-process all-reduce sums each gradient in another order, so it
+    # differs by float32 rounding (~1e-7 absolute for these O(0.1-1) gradients). AdamW's update
+    # lr*m/(sqrt(v)+eps) has slope up to lr/eps in g where |g| <~ eps: with eps=1e-8 a near-zero gradient
+    # coordinate can move by up to lr (1.6e-6..4.5e-6 seen against atol 1e-6 on two CPUs), with eps=1 the
+    # slope is <= lr = 1e-2, so rounding moves a weight by ~1e-9, and what is left is the weights' own float32
+    # rounding (rtol 1e-5 ~ 100 ulp). A wrong reduction (a sum instead of a mean, a rank missing) changes g by
+    # a factor, i.e. an update by ~1e-3: caught.
     return TrainConfig(train_file=str(qa_file), output_dir=str(out), model_path=str(model_path), batch_size=batch_size,
-                       max_steps=2, learning_rate=1e-2, progress_bar=False, device="cpu")
+                       max_steps=2, learning_rate=1e-2, adam_epsilon=1.0, progress_bar=False, device="cpu")
 
 
 def worker(rank, world_size, port, model_path, qa_file, out):

@@ -77,6 +77,7 @@ def load_default(index: Any = None, device: Any = None, head: str | None = None,
     from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
 
     from ..config import RagConfig
+    from ..loading import load_pretrained
     from ..modeling import RagSequenceForGeneration, RagTokenForGeneration
     from ..retrieval.retriever import IndexedPassages, RagRetriever
     from ..tokenization import RagTokenizer
@@ -95,11 +96,11 @@ def load_default(index: Any = None, device: Any = None, head: str | None = None,
 
         kb = _knowledge_base(index)
     retriever = RagRetriever(config, question_tokenizer, generator_tokenizer, index=kb)
-    question_encoder = AutoModel.from_pretrained(encoder_path, config=config.question_encoder)
+    question_encoder = load_pretrained(AutoModel, encoder_path, "question encoder", config=config.question_encoder)
     info = json.loads((folder / "info.json").read_text()) if (folder / "info.json").is_file() else {}
     scale_question_encoder(question_encoder, float(info.get("question_encoder_scale", 1.0)))
     _load_question_layers(question_encoder, folder / QUESTION_LAYERS_FILE)
-    generator = AutoModelForSeq2SeqLM.from_pretrained(folder / GENERATOR_DIR, dtype=torch.float32)
+    generator = load_pretrained(AutoModelForSeq2SeqLM, folder / GENERATOR_DIR, "generator", dtype=torch.float32)
     head = head or ("sequence" if "RagSequenceForGeneration" in (config.architectures or []) else "token")
     model_class = RagSequenceForGeneration if head == "sequence" else RagTokenForGeneration
     model = model_class(config=config, question_encoder=question_encoder, generator=generator, retriever=retriever)

@@ -313,6 +313,11 @@ class CachedQuestionEncoder(torch.nn.Module):
             hidden[i, mask[i].bool()] = self.cache[key]
         return BaseModelOutput(last_hidden_state=hidden)
 
+    def state_dict(self, *args, **kwargs):
+        """The wrapped encoder's state dict under the wrapper's own prefix: a checkpoint saved while the cache is
+        in place has the plain question encoder's keys (not ``question_encoder.encoder.*``) and loads strictly."""
+        return self.encoder.state_dict(*args, **kwargs)
+
     def train(self, mode: bool = True):  # the wrapped encoder stays in eval mode (no dropout)
         super().train(mode)
         self.encoder.eval()

@@ -15,6 +15,7 @@ from transformers.cache_utils import Cache
 
 from ..config import RagConfig
 from ..encoding import pool, resolve_pooling
+from ..loading import check_loading_info, load_pretrained
 from . import question_encoder as qe
 from .outputs import RetrievAugLMOutput
 
@@ -45,6 +46,20 @@ class RagPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *model_args: Any, strict: bool = True,
+                        **kwargs: Any) -> Any:
+        """transformers' ``from_pretrained``, except that a weight missing from the checkpoint, unexpected in
+        it or of another shape is a ``WeightLoadError`` naming the keys (``ragmodels.loading``), never a silent
+        random initialisation. ``strict=False`` gives transformers' behaviour (random init and a report)."""
+        if not strict:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *model_args,
+                                              output_loading_info=True, **kwargs)
+        check_loading_info(info, pretrained_model_name_or_path, f"{cls.__name__} (RAG)")
+        return (model, info) if wants_info else model
+
+    @classmethod
     def from_pretrained_question_encoder_generator(
         cls,
         question_encoder_pretrained_model_name_or_path: str | None = None,
@@ -55,7 +70,9 @@ class RagPreTrainedModel(PreTrainedModel):
         """Build a RAG model from a pretrained question encoder and a pretrained seq2seq generator.
 
         ``question_encoder_*`` / ``generator_*`` kwargs go to the matching ``from_pretrained`` (``*_model``
-        passes a ready model); other kwargs update the RagConfig (or ``config=`` gives it whole).
+        passes a ready model); other kwargs update the RagConfig (or ``config=`` gives it whole). A sub-model
+        checkpoint without a weight the model needs is a ``WeightLoadError`` (``question_encoder_strict=False`` /
+        ``generator_strict=False`` to allow it); weights it has beyond the model's (task heads) are ignored.
         """
         sub_kwargs = {"question_encoder": {}, "generator": {}}
         for key in list(kwargs):
@@ -80,7 +97,8 @@ class RagPreTrainedModel(PreTrainedModel):
                         path, **part_kwargs, return_unused_kwargs=True
                     )
                     part_kwargs["config"] = sub_config
-                model = auto_class.from_pretrained(path, **part_kwargs)
+                model = load_pretrained(auto_class, path, part.replace("_", " "), allow_unexpected=True,
+                                        strict=part_kwargs.pop("strict", True), **part_kwargs)
             models[part] = model
         config = kwargs.pop("config", None)
         if config is None:
