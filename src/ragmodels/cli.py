@@ -122,10 +122,11 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_train_eval_commands(subparsers: argparse._SubParsersAction) -> None:
-    """``ragmodels train`` and ``ragmodels eval``, registered by their own packages."""
+    """``ragmodels init``, ``train`` and ``eval``, registered by their own packages."""
     from ragmodels.evaluation.command import add_eval_command
-    from ragmodels.training.command import add_train_command
+    from ragmodels.training.command import add_init_command, add_train_command
 
+    add_init_command(subparsers)
     add_train_command(subparsers)
     add_eval_command(subparsers)
 
@@ -136,6 +137,7 @@ GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
 # groups whose registration imports heavy modules (torch, datasets, pandas): only registered for real when
 # they are the command being run; otherwise a placeholder keeps them listed in ``ragmodels --help``.
 HEAVY_GROUPS = {
+    "init": (add_train_eval_commands, "make a trainable RAG checkpoint offline (MiniLM + a generator)"),
     "train": (add_train_eval_commands, "fine-tune RAG-Token / RAG-Sequence on question/answer JSONL"),
     "eval": (add_train_eval_commands, "EM/F1 and retrieval recall@k on a question/answer JSONL set"),
 }

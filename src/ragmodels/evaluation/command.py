@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
@@ -15,9 +16,9 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--knowledge-base", help="knowledge-base folder (default: the one in the model's config)")
     parser.add_argument("--documents", help="documents JSONL the knowledge base was built from (gold recall)")
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10, 20], help="k values of recall@k")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--num-beams", type=int, default=1)
-    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--batch-size", type=int, default=16, help="questions per batch (default 16)")
+    parser.add_argument("--num-beams", type=int, default=1, help="beams of generation (default 1: greedy)")
+    parser.add_argument("--max-new-tokens", type=int, default=24, help="longest answer in tokens (default 24)")
     parser.add_argument("--on-malformed", choices=("stop", "skip"), default="stop",
                         help="stop at a malformed line, or skip it and list it in the report")
     parser.add_argument("--report", help="write the JSON report here")
@@ -29,6 +30,8 @@ def _eval(args: argparse.Namespace) -> int:
     from ..training.components import load_components
     from ..training.config import TrainConfig
     from .evaluator import evaluate_file
+
+    print(f"evaluating {args.data} with {args.model or 'the embedded default model'}", file=sys.stderr)
 
     if args.model is None:
         from ..default import load_default
@@ -42,7 +45,10 @@ def _eval(args: argparse.Namespace) -> int:
     report = evaluate_file(
         args.data, model, tokenizer, on_error=args.on_malformed, documents_path=args.documents,
         report_path=args.report, plot_path=args.plot, ks=args.ks, batch_size=args.batch_size,
-        generation_kwargs={"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens},
+        generation_kwargs={"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens}, progress=True,
     )
+    if "gold_recall@k" not in report and args.documents is None:
+        print("note: pass --documents DOCUMENTS.jsonl (the knowledge base's documents) for gold-passage recall@k",
+              file=sys.stderr)
     print(json.dumps({k: v for k, v in report.items() if k != "predictions"}, indent=2))
     return 0

@@ -45,8 +45,14 @@ def evaluate(
     generation_kwargs: dict[str, Any] | None = None,
     keep_predictions: bool = True,
     gold_texts: Mapping[str, str] | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Score ``records`` (dicts with question and answers); returns a JSON-ready report."""
+    """Score ``records`` (dicts with question and answers); returns a JSON-ready report.
+
+    ``progress``: a progress bar of questions on stderr.
+    """
+    from tqdm.auto import tqdm
+
     if not records:
         raise ValueError("Nothing to evaluate: the question set is empty.")
     retriever = retriever if retriever is not None else model.retriever
@@ -58,6 +64,7 @@ def evaluate(
     ks = sorted(set(ks))
     generation_kwargs = {"max_new_tokens": 24, **(generation_kwargs or {})}
     predictions, answer_hits, gold_hits = [], [], []
+    bar = tqdm(total=len(records), desc="evaluating", unit="question", disable=not progress)
     for start in range(0, len(records), batch_size):
         batch = records[start : start + batch_size]
         enc = tokenizer.question_encoder(
@@ -73,6 +80,8 @@ def evaluate(
                 gold_hits.append([_squash(text) == gold for text in docs["text"]])
         generated = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], **generation_kwargs)
         predictions.extend(tokenizer.generator.batch_decode(generated, skip_special_tokens=True))
+        bar.update(len(batch))
+    bar.close()
     model.train(was_training)
     return _report(records, [p.strip() for p in predictions], answer_hits, gold_hits, ks, keep_predictions)
 

@@ -30,7 +30,7 @@ def plot_recall_at_k(report: dict[str, Any], path: str | os.PathLike, title: str
     axes.set_xticks(sorted(all_ks), [str(k) for k in sorted(all_ks)])
     axes.minorticks_off()
     axes.grid(alpha=0.3)
-    axes.legend()
+    axes.legend(loc="lower right")  # recall curves rise to the top right: the lower right stays clear
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     atomic_write_bytes(path, buffer.getvalue())

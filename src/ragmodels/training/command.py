@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def add_train_command(subparsers: argparse._SubParsersAction) -> None:
@@ -14,6 +15,34 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", help="JSON file with TrainConfig fields (flags override it)")
     add_config_arguments(parser)
     parser.set_defaults(func=_train)
+
+
+def add_init_command(subparsers: argparse._SubParsersAction) -> None:
+    """``ragmodels init OUT``: a trainable RAG checkpoint, offline (training/initialize.py)."""
+    from .initialize import GENERATORS
+
+    parser = subparsers.add_parser(
+        "init", help="make a trainable RAG checkpoint offline: the packaged MiniLM question encoder + a generator")
+    parser.add_argument("output", help="new folder for the checkpoint")
+    parser.add_argument("--generator", default="default",
+                        help=f"{' or '.join(GENERATORS)} (the shipped default's trained generator, or the same "
+                             "architecture with random weights), or a local seq2seq model folder (default: default)")
+    parser.add_argument("--head", choices=["token", "sequence"], help="RAG head (default: the shipped default's, sequence)")
+    parser.add_argument("--knowledge-base", help="knowledge-base folder the retriever searches (default: the shipped GeoQA one)")
+    parser.add_argument("--n-docs", type=int, help="passages retrieved per question (default: the default model's, 3)")
+    parser.set_defaults(func=_init)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from .initialize import init_checkpoint
+
+    if args.n_docs is not None and args.n_docs < 1:
+        raise ValueError(f"--n-docs must be at least 1, got {args.n_docs}.")
+    folder = init_checkpoint(args.output, generator=args.generator, head=args.head,
+                             knowledge_base=args.knowledge_base, n_docs=args.n_docs)
+    print(f"wrote a trainable RAG checkpoint to {folder}; train it with: ragmodels train --model-path {folder} ...",
+          file=sys.stderr)
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:

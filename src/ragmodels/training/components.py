@@ -14,6 +14,7 @@ from ..retrieval.index import build_index
 from ..retrieval.passages import PassageStore
 
 HEADS = {"token": "RagTokenForGeneration", "sequence": "RagSequenceForGeneration"}
+DEFAULT_MODEL = "default"  # --model-path default: start from the shipped default model
 
 
 @dataclass
@@ -32,6 +33,8 @@ def load_components(config) -> Components:
 
     if config.model_path is None:
         raise ValueError("TrainConfig.model_path is needed to load the model (or pass ready Components).")
+    if config.model_path == DEFAULT_MODEL:
+        return _default_components(config)
     rag_config = ragmodels.RagConfig.from_pretrained(config.model_path)
     kind = config.rag_kind or ("sequence" if "RagSequenceForGeneration" in (rag_config.architectures or []) else "token")
     if kind not in HEADS:
@@ -45,6 +48,17 @@ def load_components(config) -> Components:
         encoder = ContextEncoder.from_pretrained(config.ctx_encoder_path)
         components.ctx_encoder, components.ctx_tokenizer = encoder.model.train(), encoder.tokenizer
     return components
+
+
+def _default_components(config) -> Components:
+    """The shipped default (its knowledge base, or ``config.knowledge_base``) as training components."""
+    from ragmodels.default import load_default
+
+    if config.ctx_encoder_path is not None:
+        raise ValueError("End-to-end training (ctx_encoder_path) needs a checkpoint folder: make one with "
+                         "`ragmodels init DIR` and pass --model-path DIR.")
+    model, tokenizer = load_default(index=config.knowledge_base, head=config.rag_kind)
+    return Components(model=model.train(), tokenizer=tokenizer, retriever=model.rag.retriever)
 
 
 def kb_passages(retriever) -> tuple[dict[str, list], np.ndarray]:

@@ -82,3 +82,45 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"Unknown TrainConfig fields: {unknown}.")
         return cls(**values)
+
+
+# ``ragmodels train --help``: one line per TrainConfig field (a test checks that every field has one).
+FIELD_HELP = {
+    "train_file": "question/answer JSONL to train on ({\"question\", \"answers\"} per line)",
+    "output_dir": "folder for checkpoints, the log and the final model (OUTPUT_DIR/model)",
+    "model_path": "RAG checkpoint folder or Hub id to start from; 'default' = the shipped default model "
+                  "(make a checkpoint offline with `ragmodels init`)",
+    "knowledge_base": "knowledge-base folder the retriever searches (default: the checkpoint's own index)",
+    "rag_kind": "'token' or 'sequence' (default: the checkpoint's head)",
+    "dev_file": "question/answer JSONL scored after each epoch (EM/F1, recall@k)",
+    "documents_file": "the knowledge base's documents JSONL, for gold-passage recall on dev",
+    "epochs": "passes over the training file (default 1)",
+    "max_steps": "stop after this many optimizer steps (default: all epochs)",
+    "batch_size": "questions per process per micro-batch (default 8)",
+    "grad_accum_steps": "micro-batches per optimizer step (default 1)",
+    "learning_rate": "peak AdamW learning rate (default 3e-5)",
+    "weight_decay": "AdamW weight decay, not applied to biases and norms (default 0.01)",
+    "adam_epsilon": "AdamW epsilon (default 1e-8)",
+    "warmup_steps": "linear warm-up steps, then linear decay to 0 (default 0)",
+    "max_grad_norm": "clip the gradient norm to this (default 1.0)",
+    "optimizer_in_backward": "update weights inside the backward pass (default: automatic, when possible)",
+    "precision": "'fp32' (default) or 'bf16' (bfloat16 autocast forward and loss; weights stay float32)",
+    "n_docs": "passages retrieved per question (default: the checkpoint's n_docs)",
+    "max_question_length": "question tokens kept (default 64)",
+    "max_answer_length": "answer tokens kept (default 32)",
+    "freeze_question_encoder": "do not train the question encoder",
+    "freeze_generator": "do not train the generator",
+    "copy_from_context": "train a copy-restricted model (RagConfig.copy_from_context; saved with it)",
+    "seed": "random seed of shuffling and dropout (default 0)",
+    "save_every_steps": "write a resumable checkpoint every N steps",
+    "resume_from": "a checkpoint folder, or 'latest' (the newest in OUTPUT_DIR), to resume exactly",
+    "on_malformed": "'stop' (default) or 'skip' malformed JSONL lines",
+    "eval_ks": "k values of recall@k on dev (default 1 5)",
+    "eval_batch_size": "questions per batch on dev (default 16)",
+    "dev_generate": "score dev by generation (EM/F1), else loss and recall only",
+    "ctx_encoder_path": "context encoder to train end to end (re-indexing the knowledge base)",
+    "reindex_every": "end-to-end: re-encode the knowledge base every N steps (default 100)",
+    "reindex_lag": "end-to-end: the new index goes live N steps after its encoding started (default 1)",
+    "progress_bar": "show a progress bar on stderr",
+    "device": "'cpu', 'cuda', 'cuda:1', ... (default: CUDA when available)",
+}

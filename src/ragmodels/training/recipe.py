@@ -253,18 +253,20 @@ def config_from_flags(args: dict[str, Any]) -> TrainConfig:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (default None: the dataclass default applies)."""
+    """One flag per TrainConfig field, with its help line (default None: the dataclass default applies)."""
+    from .config import FIELD_HELP
+
     for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flag, help_text = "--" + f.name.replace("_", "-"), FIELD_HELP[f.name]
         if f.type == "bool":
-            parser.add_argument(flag, dest=f.name, action="store_true", default=None)
+            parser.add_argument(flag, dest=f.name, action="store_true", default=None, help=help_text)
         elif f.type == "bool | None":  # --optimizer-in-backward true|false (unset: automatic)
-            parser.add_argument(flag, dest=f.name, type=_yes_no, metavar="{true,false}")
+            parser.add_argument(flag, dest=f.name, type=_yes_no, metavar="{true,false}", help=help_text)
         elif f.name == "eval_ks":
-            parser.add_argument(flag, dest=f.name, type=int, nargs="+")
+            parser.add_argument(flag, dest=f.name, type=int, nargs="+", help=help_text)
         else:
             kind = {"int": int, "float": float}.get(f.type.split(" |")[0], str)
-            parser.add_argument(flag, dest=f.name, type=kind)
+            parser.add_argument(flag, dest=f.name, type=kind, help=help_text)
 
 
 def _yes_no(value: str) -> bool:
