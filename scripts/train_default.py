@@ -97,7 +97,7 @@ def train_and_evaluate(args, data: Path, kb, run: Path) -> dict:
         train_file=str(data / "train.jsonl"), output_dir=str(run), dev_file=str(dev_file),
         documents_file=str(data / "documents.jsonl"), epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, warmup_steps=args.warmup, n_docs=args.n_docs, freeze_question_encoder=True,
-        max_answer_length=24, max_question_length=48, eval_batch_size=96, progress_bar=False, eval_ks=[1, 5],
+        max_answer_length=24, max_question_length=48, eval_batch_size=96, progress_bar=True, eval_ks=[1, 5],
         copy_from_context=args.copy_softmax,
     )
     result = train(config, parts)

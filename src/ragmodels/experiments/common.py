@@ -192,7 +192,7 @@ def train_question_layers(components, data: Path, out: Path, layers: int, steps:
     trainable_question_layers(components.model, layers)
     components.model.train()
     return train_rag(components, data, out, epochs=100, max_steps=steps, lr=lr, batch_size=batch_size,
-                     warmup_steps=10, freeze_question_encoder=False, progress=False,
+                     warmup_steps=10, freeze_question_encoder=False, progress=True,
                      copy_from_context=copy_from_context)
 
 

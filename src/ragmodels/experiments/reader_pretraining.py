@@ -227,6 +227,8 @@ def pretrain_reader(generator, tokenizer, data: Path, question_tokenizer, epochs
     ``copy_softmax``: the softmax of each target token runs over the tokens copy-constrained decoding allows there
     (``copy_mask``): the generator learns to choose among spans of its input, for use with that decoding.
     """
+    from tqdm.auto import tqdm
+
     from ..training.optim import build_optimizer, build_scheduler
 
     if copy_softmax and distract:
@@ -244,7 +246,8 @@ def pretrain_reader(generator, tokenizer, data: Path, question_tokenizer, epochs
     for epoch in range(epochs):
         examples = epoch_examples(epoch, rng, name, real, copy_epochs, made_up, distract)
         total = 0.0
-        for i in range(0, len(examples), batch_size):
+        for i in tqdm(range(0, len(examples), batch_size), desc=f"reader epoch {epoch + 1}/{epochs}", unit="batch",
+                      leave=False):
             batch = encode_examples(tokenizer, examples[i : i + batch_size], decoder_start)
             logits = generator(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                decoder_input_ids=batch["decoder_input_ids"]).logits
