@@ -15,8 +15,28 @@ from ragmodels.training.step import TrainStep
 from training_fixtures import make_components, qa_records  # noqa: F401  (fixtures)
 
 
-def test_release_free_memory_runs():
-    assert release_free_memory() in (True, False)
+_RELEASE = """
+import sys, torch
+from ragmodels.training.optim import keep_freed_memory, release_free_memory
+def resident_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+assert keep_freed_memory()  # freed blocks stay in the heap: only an explicit release gives them back
+block = torch.empty(50_000_000).fill_(1.0)  # 200 MB, touched
+del block
+held = resident_mb()
+assert release_free_memory()
+print(held - resident_mb())
+"""
+
+
+@pytest.mark.skipif(not release_free_memory(), reason="needs glibc")
+def test_release_free_memory_gives_freed_heap_memory_back():
+    """A freed 200 MB block that the heap kept is resident until release_free_memory trims it. (A subprocess:
+    keep_freed_memory is process-wide.)"""
+    released_mb = float(subprocess.run([sys.executable, "-c", _RELEASE], check=True, capture_output=True,
+                                       text=True).stdout)
+    assert released_mb > 150
 
 
 @pytest.mark.parametrize("in_backward", [True, False])
@@ -75,11 +95,11 @@ if sys.argv[1] == "keep":
     assert keep_freed_memory()
 torch.set_num_threads(1)
 faults = []
-for _ in range(6):  # a 200 MB activation, freed and allocated again as in every training step
+for _ in range(11):  # a 200 MB activation, freed and allocated again as in every training step
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     torch.empty(50_000_000).fill_(1.0)
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(sum(faults[3:]))
+print(sorted(faults[3:])[4])  # the median page faults of an allocation once the heap has settled
 """
 
 
@@ -90,8 +110,11 @@ def test_kept_memory_is_reused_without_page_faults():
     process-wide.)"""
     faults = {mode: int(subprocess.run([sys.executable, "-c", _REALLOCATE, mode], check=True, capture_output=True,
                                        text=True).stdout) for mode in ("default", "keep")}
-    assert faults["default"] > 3 * 40_000
-    assert faults["keep"] < 5_000
+    # medians, relative: now and then an allocation gets fresh pages even with the heap kept (1-2 of 8 in 12
+    # runs here: glibc extends the heap by a new mapping when the address space above it is taken), and with
+    # transparent huge pages a fault maps 2 MB instead of 4 kB, so absolute counts vary ~100x across kernels.
+    assert faults["default"] > 0
+    assert faults["keep"] * 10 < faults["default"]
 
 
 def test_train_step_keeps_memory_only_for_cpu_parameters(monkeypatch):
