@@ -8,6 +8,7 @@ an encoding failure), with at most ``MAX_DETAIL_CHARS`` characters of text: mess
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from ragmodels.questions import quote
 
 MAX_PROBLEMS = 5
 MAX_DETAIL_CHARS = 1500
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,40}")  # field names shown as they are; others quoted
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -54,7 +56,8 @@ def _label(loc: Iterable[Any]) -> str:
         return f"question {parts[1] + 1}"
     if not parts or isinstance(parts[0], int):
         return "the request"
-    return quote(".".join(str(p) for p in parts))
+    name = ".".join(str(p) for p in parts)
+    return name if _PLAIN.fullmatch(name) else quote(name)
 
 
 def describe(error: Mapping[str, Any], fields: Iterable[str] = ()) -> str:
@@ -74,21 +77,30 @@ def describe(error: Mapping[str, Any], fields: Iterable[str] = ()) -> str:
     if kind == "string_too_short":
         return f"{_cap(label)} is empty"
     if kind == "too_short":
-        return f"{_cap(label)} needs at least {ctx.get('min_length')} item(s)"
+        return f"{_cap(label)} needs at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length', 0)}"
     if kind == "too_long":
         return f"{_cap(label)} has {ctx.get('actual_length')} items; at most {ctx.get('max_length')} allowed"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         bound = {"greater_than_equal": "at least", "less_than_equal": "at most", "greater_than": "more than",
                  "less_than": "less than"}[kind]
         limit = next(iter(ctx.values()), "?")
-        return f"{_cap(label)} must be {bound} {limit}, got {quote(str(value), 20)}"
+        return f"{_cap(label)} must be {bound} {limit}, got {_short(value)}"
     message = str(error.get("msg", "is not valid")).removeprefix("Value error, ")[:300]
     if label.startswith("question ") and kind == "value_error":
         return f"{_cap(label)} {message}"  # from question_problem: "is too long: ..."
     if label == "the request":
-        return message[:1].upper() + message[1:]
+        return message
     return f"{_cap(label)}: {message.replace('Input should', 'should')}"
 
 
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]
+def _cap(label: str) -> str:
+    """A label at the start of a sentence: "Question 2", "The request"; field names stay as spelled."""
+    return label[:1].upper() + label[1:] if label.startswith(("question ", "the ")) else label
+
+
+def _short(value: Any) -> str:
+    """A number as written (cut at 20 characters), anything else quoted."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        text = str(value)
+        return text if len(text) <= 20 else text[:20] + "..."
+    return quote(str(value), 20)
