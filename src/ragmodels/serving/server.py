@@ -29,15 +29,21 @@ def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, *, protected:
     """
     configure_logging()
     sock = bind(host, port)
-    url = f"http://{_url_host(host)}:{sock.getsockname()[1]}"
-    print(f"ragmodels serve: listening on {url}/ (page at /, API at POST {url}/v1/answer, schema at "
-          f"/openapi.json; the model loads in the background, GET /readyz says when it is ready)",
-          file=sys.stderr, flush=True)
-    if not protected and not is_loopback(host):
-        print(f"ragmodels serve: warning: {host} accepts connections from other machines and no --token is set: "
-              "anyone who can reach this port can use the model. Give --token (or RAGMODELS_SERVE_TOKEN), or "
-              "bind 127.0.0.1.", file=sys.stderr, flush=True)
+    for line in start_lines(host, sock.getsockname()[1], protected):
+        print(line, file=sys.stderr, flush=True)
     uvicorn.Server(_config(app, host, port)).run(sockets=[sock])
+
+
+def start_lines(host: str, port: int, protected: bool) -> list[str]:
+    """What ``serve`` prints when it listens: the URL, and a warning for an open non-loopback bind."""
+    url = f"http://{_url_host(host)}:{port}"
+    lines = [f"ragmodels serve: listening on {url}/ (page at /, API at POST /v1/answer, schema at /openapi.json; "
+             "the model loads in the background, GET /readyz says when it is ready)"]
+    if not protected and not is_loopback(host):
+        lines.append(f"ragmodels serve: warning: {host} accepts connections from other machines and no token is set: "
+                     "anyone who can reach this port can use the model. Give --token (or RAGMODELS_SERVE_TOKEN), "
+                     "or bind 127.0.0.1.")
+    return lines
 
 
 def bind(host: str, port: int) -> socket.socket:
