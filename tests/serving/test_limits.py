@@ -156,7 +156,7 @@ def test_no_third_party_scripts(limited):
     assert call(limited.url + "/docs").status == 404 and call(limited.url + "/redoc").status == 404
     assert call(limited.url + "/openapi.json").status == 200
     page = call(limited.url + "/")
-    assert "<script src" not in page.body.replace(" ", "").replace("<script", "<script ") and "http" not in page.body
+    assert "src=" not in page.body.replace(" ", "") and "://" not in page.body  # nothing loaded from anywhere
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]
 
 
