@@ -2,7 +2,8 @@
 
 Every error body is ``{"detail": "...", ...}`` rendered as ASCII JSON (a lone surrogate is escaped, never
 an encoding failure), with at most ``MAX_DETAIL_CHARS`` characters of text: messages quote inputs through
-``ragmodels.questions.quote`` and list at most ``MAX_PROBLEMS`` validation problems.
+``ragmodels.questions.quote`` and list at most ``MAX_PROBLEMS`` validation problems (each also in
+``errors``, cut to ``MAX_MESSAGE_CHARS``), so no error response reaches 4 kB.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ragmodels.questions import quote
 
 MAX_PROBLEMS = 5
 MAX_DETAIL_CHARS = 1500
+MAX_MESSAGE_CHARS = 200  # per problem in "errors": with the detail, a response stays under 4 kB
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,40}")  # field names shown as they are; others quoted
 
 
@@ -30,9 +32,8 @@ class AsciiJSONResponse(JSONResponse):
 
 def error_response(status: int, detail: str, headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
     """``{"detail": detail, **extra}`` with ``status``; the detail cut to MAX_DETAIL_CHARS characters."""
-    if len(detail) > MAX_DETAIL_CHARS:
-        detail = detail[: MAX_DETAIL_CHARS - 3] + "..."
-    return AsciiJSONResponse({"detail": detail, **extra}, status_code=status, headers=dict(headers or {}))
+    return AsciiJSONResponse({"detail": _cut(detail, MAX_DETAIL_CHARS), **extra}, status_code=status,
+                             headers=dict(headers or {}))
 
 
 def validation_response(errors: Iterable[Mapping[str, Any]], fields: Iterable[str]) -> JSONResponse:
@@ -42,7 +43,8 @@ def validation_response(errors: Iterable[Mapping[str, Any]], fields: Iterable[st
     """
     errors = list(errors)
     status = 400 if any(e.get("type") == "json_invalid" for e in errors) else 422
-    problems = [{"field": _label(e.get("loc", ())), "message": describe(e, fields)} for e in errors[:MAX_PROBLEMS]]
+    problems = [{"field": _label(e.get("loc", ())), "message": _cut(describe(e, fields), MAX_MESSAGE_CHARS)}
+                for e in errors[:MAX_PROBLEMS]]
     detail = "; ".join(p["message"] for p in problems)
     if len(errors) > MAX_PROBLEMS:
         detail += f" (and {len(errors) - MAX_PROBLEMS} more problems)"
@@ -104,3 +106,7 @@ def _short(value: Any) -> str:
         text = str(value)
         return text if len(text) <= 20 else text[:20] + "..."
     return quote(str(value), 20)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -30,7 +30,7 @@ class ServerSettings:
     max_new_tokens: int = 128
     request_timeout_s: float = 60.0
     max_body_bytes: int = 2**20
-    drain_bytes: int = 64 * 2**20
+    drain_bytes: int = 128 * 2**20
     max_in_flight: int = 32
     retry_after_s: int = 1
     token: str | None = field(default=None, repr=False)
