@@ -94,7 +94,8 @@ def add_ask_command(subparsers: argparse._SubParsersAction) -> None:
                     "--worker-idle-minutes without questions (see ragmodels.ask_worker).")
     ask.add_argument("questions", nargs="*", help="one or more questions")
     _pipeline_args(ask)
-    ask.add_argument("--n-docs", type=integer(1), default=None, help="passages per question (default: the model's n_docs)")
+    ask.add_argument("--n-docs", type=integer(1), default=None,
+                     help="passages per question (default: the model's n_docs)")
     ask.add_argument("--num-beams", type=integer(1), default=4, help="beams (1: greedy)")
     ask.add_argument("--max-new-tokens", type=integer(1), default=32, help="most tokens per answer")
     ask.add_argument("--copy", action=argparse.BooleanOptionalAction, default=None,
@@ -115,18 +116,19 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser("serve", help="serve answers over HTTP (pip install 'ragmodels[serve]')")
     _pipeline_args(serve)
     serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default: loopback only; another address warns unless --token is set)")
+                       help="address to listen on (default: loopback only; any other warns unless --token is set)")
     serve.add_argument("--port", type=integer(0, 65535), default=8000, help="port (0: any free one; default 8000)")
     serve.add_argument("--token", default=os.environ.get(SERVE_TOKEN_ENV) or None,
-                       help=f"require 'Authorization: Bearer TOKEN' on /v1/answer and /readyz (default: ${SERVE_TOKEN_ENV}; "
-                            "prefer the variable: a flag shows in the process list)")
+                       help=f"require 'Authorization: Bearer TOKEN' on /v1/answer and /readyz "
+                            f"(default: ${SERVE_TOKEN_ENV}; prefer the variable: a flag shows in the process list)")
     serve.add_argument("--max-batch-size", type=integer(1), default=8, help="questions per model call (1: no batching)")
     serve.add_argument("--max-wait-ms", type=number(0), default=10.0, help="how long a request waits to be batched")
     serve.add_argument("--max-questions", type=integer(1), default=16, help="most questions per request")
     serve.add_argument("--max-question-chars", type=integer(1, MAX_QUESTION_CHARS), default=MAX_QUESTION_CHARS,
                        help=f"longest question (default and most: {MAX_QUESTION_CHARS}, as ragmodels ask)")
     serve.add_argument("--max-n-docs", type=integer(1), default=20, help="largest n_docs a request may ask for")
-    serve.add_argument("--max-new-tokens", type=integer(1), default=128, help="largest max_new_tokens a request may ask for")
+    serve.add_argument("--max-new-tokens", type=integer(1), default=128,
+                       help="largest max_new_tokens a request may ask for")
     serve.add_argument("--max-body-bytes", type=integer(1), default=2**20,
                        help="largest request body; larger ones get 413 (default 1 MiB)")
     serve.add_argument("--max-in-flight", type=integer(1), default=32,

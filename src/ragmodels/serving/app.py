@@ -90,7 +90,8 @@ def create_app(pipeline: RagPipeline | Callable[[], RagPipeline], settings: Serv
         request.state.id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         request.state.batch_size = None
         start = time.perf_counter()
-        if settings.token is not None and request.url.path.startswith(PROTECTED) and not _authorized(request, settings.token):
+        guarded = settings.token is not None and request.url.path.startswith(PROTECTED)
+        if guarded and not _authorized(request, settings.token):
             response = error_response(401, "This server needs an access token: send the header "
                                            "'Authorization: Bearer <token>' (the token given to ragmodels serve).",
                                       {"WWW-Authenticate": "Bearer"})
@@ -119,7 +120,7 @@ def create_app(pipeline: RagPipeline | Callable[[], RagPipeline], settings: Serv
         if state.pipeline is not None:
             p = state.pipeline
             return AsciiJSONResponse({"status": "ready", "head": p.head, "passages": p.num_passages,
-                                 "n_docs": p.model.config.n_docs, "device": str(p.device)})
+                                      "n_docs": p.model.config.n_docs, "device": str(p.device)})
         status = "failed" if state.error else "loading"
         return AsciiJSONResponse({"status": status, "error": state.error}, status_code=503,
                                  headers=None if state.error else retry)
