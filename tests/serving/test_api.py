@@ -66,10 +66,10 @@ def test_a_failed_load_is_reported():
 @pytest.mark.parametrize(
     "body, status, message",
     [
-        ({"questions": []}, 422, "questions needs at least 1 item(s), got 0"),
+        ({"questions": []}, 422, "questions must have at least 1 item(s), got 0"),
         ({"questions": ["   "]}, 422, "Question 1 is empty"),
         ({"questions": ["q", "x" * 201]}, 422, "Question 2 is too long: 201 characters, at most 200 allowed"),
-        ({"questions": ["q"] * 5}, 422, "questions has 5 items; at most 4 allowed"),
+        ({"questions": ["q"] * 5}, 422, "questions must have at most 4 items, got 5"),
         ({"questions": ["q"], "n_docs": 0}, 422, "n_docs must be at least 1, got 0"),
         ({"questions": ["q"], "n_docs": 9}, 422, "n_docs must be at most 8, got 9"),
         ({"questions": ["q"], "max_new_tokens": 17}, 422, "max_new_tokens must be at most 16, got 17"),

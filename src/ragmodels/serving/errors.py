@@ -79,9 +79,9 @@ def describe(error: Mapping[str, Any], fields: Iterable[str] = ()) -> str:
     if kind == "string_too_short":
         return f"{_cap(label)} is empty"
     if kind == "too_short":
-        return f"{_cap(label)} needs at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length', 0)}"
+        return f"{_cap(label)} must have at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length', 0)}"
     if kind == "too_long":
-        return f"{_cap(label)} has {ctx.get('actual_length')} items; at most {ctx.get('max_length')} allowed"
+        return f"{_cap(label)} must have at most {ctx.get('max_length')} items, got {ctx.get('actual_length')}"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         bound = {"greater_than_equal": "at least", "less_than_equal": "at most", "greater_than": "more than",
                  "less_than": "less than"}[kind]
