@@ -257,3 +257,55 @@ def test_real_worker_answers_the_same_bytes_faster(worker_dir, monkeypatch):
                     if os.waitpid(pid, os.WNOHANG)[0] == 0:
                         os.kill(pid, signal.SIGKILL)
                         os.waitpid(pid, 0)
+
+
+# -- concurrent connections (a worker in this process over the tiny pipeline) -----------------------------
+@contextlib.contextmanager
+def serving_worker(spec, pipeline):
+    """``ask_worker._Worker`` over a ready ``pipeline``, serving ``spec``'s socket from a thread until stopped."""
+    worker = ask_worker._Worker(spec, pipeline=pipeline)
+    thread = threading.Thread(target=worker.serve, args=(600,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while ask_worker.ping(spec) is None:
+            assert thread.is_alive() and time.monotonic() < deadline, "the worker did not start"
+            time.sleep(0.02)
+        yield worker
+    finally:
+        ask_worker._exchange(spec.socket_path, {"protocol": ask_worker.PROTOCOL, "op": "stop"}, timeout=30)
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the worker did not stop"
+
+
+def test_a_silent_client_does_not_block_other_asks(worker_dir, tiny_rag_checkpoint, tiny_knowledge_base, monkeypatch):
+    from ragmodels.pipeline import RagPipeline
+    from ragmodels.cli import ask_fields_namespace, format_answers
+
+    monkeypatch.setattr(ask_worker, "READ_TIMEOUT_S", 600.0)  # phase 1: the silent clients are not timed out
+    monkeypatch.setenv(ask_worker.ENV_TIMEOUT, "20")  # a worker that waited on them would not answer in time
+    model, kb = str(tiny_rag_checkpoint("token")), str(tiny_knowledge_base)
+    pipeline = RagPipeline.from_pretrained(model, index=kb, device="cpu")
+    spec = ask_worker.WorkerSpec.for_args(model, kb)
+    fields = {"questions": QUESTIONS[:2], "n_docs": 2, "num_beams": 1, "max_new_tokens": 6, "copy": None, "json": True}
+    with serving_worker(spec, pipeline):
+        silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        trickle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with silent, trickle:
+            silent.connect(spec.socket_path)  # connects and sends nothing
+            trickle.connect(spec.socket_path)
+            trickle.sendall(b'{"protocol": 1, ')  # starts a request and never ends it
+            reply = ask_worker.ask(spec, fields)  # answered while both are open and waiting
+            assert reply is not None and reply["rc"] == 0
+            assert reply["stdout"] == format_answers(pipeline, ask_fields_namespace(fields))
+            for idle in (silent, trickle):  # still open, unanswered
+                idle.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    idle.recv(1)
+        # phase 2: with a short read timeout a silent client is closed by the worker, unanswered
+        monkeypatch.setattr(ask_worker, "READ_TIMEOUT_S", 0.2)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+            silent.connect(spec.socket_path)
+            silent.settimeout(60)
+            assert silent.recv(1) == b""
+        assert ask_worker.ask(spec, {**fields, "questions": ["x" * 1000]})["rc"] == 1  # errors still come back

@@ -82,8 +82,10 @@ def test_one_retrieval_per_batch_and_batching_does_not_change_answers(pipe, monk
 
 def test_kwargs_override_options_and_empty_questions_are_refused(pipe):
     assert len(pipe.answer(QUESTIONS[:1], FAST, n_docs=2)[0].passages) == 2
-    with pytest.raises(ValueError, match="no empty ones"):
+    with pytest.raises(ValueError, match="Question 2 is empty"):
         pipe.answer(["ok", "  "], FAST)
+    with pytest.raises(ValueError, match="Question 1 .* has no text left after the question tokenizer"):
+        pipe.answer(["x" * 1000], FAST)  # one 1000-character word: a single unknown token
 
 
 def test_copy_from_context_answers_are_spans_of_the_passages(pipe, tiny_rag_checkpoint, tiny_knowledge_base, capsys):

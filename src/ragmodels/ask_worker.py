@@ -19,7 +19,11 @@ worker over a Unix-domain socket, and when none is running it answers in-process
 - **One per key, robust to crashes**: a worker holds an exclusive ``flock`` on ``<key>.lock`` for its
   whole life (the kernel drops it when the process dies), and only the lock holder binds ``<key>.sock``,
   removing a stale socket first. Clients connecting to a stale socket get ECONNREFUSED and answer
-  in-process. The worker serves one request at a time; concurrent clients queue on the socket.
+  in-process.
+- **Concurrent clients**: each connection gets its own thread, which must receive the request line within
+  ``READ_TIMEOUT_S`` (else it is closed), so a client that connects and sends nothing (or trickles) never
+  holds up another; model calls are serialized by one lock, pings and stops are answered meanwhile. Past
+  ``MAX_CONNECTIONS`` open connections new ones are closed at once (those clients answer in-process).
 - **Detached and short-lived**: started in its own session (``setsid``) with stdin/stdout closed and stderr
   in ``<key>.log``; exits after ``--worker-idle-minutes`` (default 10) without a request, on
   ``ragmodels ask --stop-worker`` (stops every ask worker of this user) or SIGTERM. A worker that fails to
@@ -43,6 +47,7 @@ import os
 import socket
 import stat
 import sys
+import threading
 import time
 from typing import Any
 
@@ -61,6 +66,9 @@ MAX_FILES = 20_000  # larger model/index folders are not fingerprinted: no worke
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 MAX_MESSAGE = 64 * 2**20
 CHECK_EVERY_S = 5.0  # how often a worker checks its key (files changed?) and its idle time
+READ_TIMEOUT_S = 3.0  # a connection must send its whole request line within this (clients send at once)
+SEND_TIMEOUT_S = 30.0  # and read the reply within this
+MAX_CONNECTIONS = 32
 
 
 def disabled() -> bool:
@@ -421,12 +429,19 @@ def worker_main(spec_json: str, idle_minutes: float = DEFAULT_IDLE_MINUTES) -> i
 
 
 class _Worker:
-    def __init__(self, spec: WorkerSpec):
+    """A loaded pipeline served on the spec's socket (``pipeline``: a ready one, else loaded from the spec)."""
+
+    def __init__(self, spec: WorkerSpec, pipeline: Any = None):
         from .cli import ask_fields_namespace, format_answers, load_pipeline
 
         self.spec = spec
-        self.pipeline = load_pipeline(spec.model, spec.index)
+        self.pipeline = pipeline if pipeline is not None else load_pipeline(spec.model, spec.index)
         self._namespace, self._format = ask_fields_namespace, format_answers
+        self._model_lock = threading.Lock()  # one model call at a time
+        self._state_lock = threading.Lock()
+        self._open = 0  # connections being served
+        self._last = time.monotonic()  # when the last connection ended
+        self._stop = threading.Event()
         try:  # the first answer of a process is slower: pay it now
             self._format(self.pipeline, self._namespace({"questions": ["warm-up"], "json": True}))
         except (ValueError, OSError):  # e.g. a knowledge base smaller than the config's n_docs
@@ -444,19 +459,22 @@ class _Worker:
         inode = os.lstat(path).st_ino
         server.listen(64)
         server.settimeout(min(CHECK_EVERY_S, max(idle_s, 0.05)))
-        last = time.monotonic()
+        self._last = time.monotonic()
         try:
-            while time.monotonic() - last < idle_s:
+            while not self._stop.is_set() and self._idle_s() < idle_s:
                 try:
                     conn, _ = server.accept()
                 except socket.timeout:
                     if not self.spec.is_current():
                         return 0  # its files changed: clients now compute another key
                     continue
-                with conn:
-                    if self._handle(conn) == "stop":
-                        return 0
-                last = time.monotonic()
+                with self._state_lock:
+                    admitted = self._open < MAX_CONNECTIONS and not self._stop.is_set()
+                    self._open += admitted
+                if not admitted:
+                    conn.close()
+                    continue
+                threading.Thread(target=self._connection, args=(conn,), name="ragmodels-ask", daemon=True).start()
             return 0
         finally:
             server.close()
@@ -466,22 +484,44 @@ class _Worker:
             except OSError:
                 pass
 
-    def _handle(self, conn: socket.socket) -> str | None:
-        conn.settimeout(30.0)
+    def _idle_s(self) -> float:
+        """Seconds since the last connection ended; 0 while one is open."""
+        with self._state_lock:
+            return 0.0 if self._open else time.monotonic() - self._last
+
+    def _connection(self, conn: socket.socket) -> None:
         try:
-            with conn.makefile("rb") as reader:
-                request = json.loads(reader.readline(MAX_MESSAGE))
+            with conn:
+                if self._handle(conn) == "stop":
+                    self._stop.set()
+                    self._wake()
+        finally:
+            with self._state_lock:
+                self._open -= 1
+                self._last = time.monotonic()
+
+    def _wake(self) -> None:
+        """Get the accept loop past ``accept()`` now (it checks the stop flag after each connection)."""
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1.0)
+            sock.connect(self.spec.socket_path)
+
+    def _handle(self, conn: socket.socket) -> str | None:
+        try:
+            request = json.loads(_read_line(conn, READ_TIMEOUT_S))
             op = request.get("op")
             reply: dict[str, Any] = {"protocol": PROTOCOL, "status": "ok", "pid": os.getpid(), "key": self.spec.key}
             if request.get("protocol") != PROTOCOL or (op == "ask" and request.get("key") != self.spec.key):
                 reply["status"] = "stale"
             elif op == "ask":
-                reply.update(self._answer(request.get("args") or {}))
+                with self._model_lock:
+                    reply.update(self._answer(request.get("args") or {}))
             elif op not in ("ping", "stop"):
                 reply["status"] = "unknown op"
+            conn.settimeout(SEND_TIMEOUT_S)
             conn.sendall(json.dumps(reply).encode() + b"\n")
             return op
-        except (OSError, ValueError, AttributeError) as err:  # a client that went away or sent garbage
+        except (OSError, ValueError, AttributeError) as err:  # a client that went away, stalled or sent garbage
             print(f"ragmodels ask worker: bad request: {err!r}", file=sys.stderr, flush=True)
             return None
 
@@ -495,3 +535,21 @@ class _Worker:
         except Exception as err:  # noqa: BLE001 - the client answers in-process and shows the real error
             print(f"ragmodels ask worker: {err!r}", file=sys.stderr, flush=True)
             return {"status": "error"}
+
+
+def _read_line(conn: socket.socket, timeout_s: float) -> bytes:
+    """One request line from ``conn``, all of it within ``timeout_s`` (TimeoutError otherwise)."""
+    deadline = time.monotonic() + timeout_s
+    data = bytearray()
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no complete request within {timeout_s:g} s")
+        conn.settimeout(remaining)
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError("the client closed the connection before sending a request")
+        data += chunk
+        if len(data) > MAX_MESSAGE:
+            raise ValueError(f"request longer than {MAX_MESSAGE} bytes")
+    return bytes(data[: data.index(b"\n")])

@@ -14,6 +14,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .argtypes import checkpoint_source, integer, number
+from .questions import MAX_QUESTION_CHARS
+
+SERVE_TOKEN_ENV = "RAGMODELS_SERVE_TOKEN"
+
 
 def add_index_commands(subparsers: argparse._SubParsersAction) -> None:
     """``ragmodels index build|info|add|delete|import-dpr|import-hf|tokens|shard``: knowledge bases."""
@@ -89,16 +94,17 @@ def add_ask_command(subparsers: argparse._SubParsersAction) -> None:
                     "--worker-idle-minutes without questions (see ragmodels.ask_worker).")
     ask.add_argument("questions", nargs="*", help="one or more questions")
     _pipeline_args(ask)
-    ask.add_argument("--n-docs", type=int, default=None, help="passages per question (default: the model's n_docs)")
-    ask.add_argument("--num-beams", type=int, default=4, help="beams (1: greedy)")
-    ask.add_argument("--max-new-tokens", type=int, default=32, help="most tokens per answer")
+    ask.add_argument("--n-docs", type=integer(1), default=None,
+                     help="passages per question (default: the model's n_docs)")
+    ask.add_argument("--num-beams", type=integer(1), default=4, help="beams (1: greedy)")
+    ask.add_argument("--max-new-tokens", type=integer(1), default=32, help="most tokens per answer")
     ask.add_argument("--copy", action=argparse.BooleanOptionalAction, default=None,
                      help="answers restricted to token spans of the retrieved passages (copy-constrained decoding; "
                           "default: as the model's config says, on for the embedded default)")
     ask.add_argument("--json", action="store_true", help="one JSON object per question (answer, score, passages)")
     ask.add_argument("--no-worker", action="store_true",
                      help="answer in this process; neither use nor start a worker (or set RAGMODELS_NO_WORKER=1)")
-    ask.add_argument("--worker-idle-minutes", type=float, default=10.0, metavar="N",
+    ask.add_argument("--worker-idle-minutes", type=number(0), default=10.0, metavar="N",
                      help="a worker started by this ask exits after N minutes without questions (default 10)")
     ask.add_argument("--stop-worker", action="store_true",
                      help="stop this user's running ask workers (then answer any questions given, in-process)")
@@ -109,15 +115,26 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> None:
     """``ragmodels serve ...``: the HTTP server (needs the serve extra)."""
     serve = subparsers.add_parser("serve", help="serve answers over HTTP (pip install 'ragmodels[serve]')")
     _pipeline_args(serve)
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--max-batch-size", type=int, default=8, help="questions per model call (1: no batching)")
-    serve.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a request waits to be batched")
-    serve.add_argument("--max-questions", type=int, default=16, help="most questions per request")
-    serve.add_argument("--max-question-chars", type=int, default=1000, help="longest question")
-    serve.add_argument("--max-n-docs", type=int, default=20, help="largest n_docs a request may ask for")
-    serve.add_argument("--max-new-tokens", type=int, default=128, help="largest max_new_tokens a request may ask for")
-    serve.add_argument("--timeout", type=float, default=60.0, help="seconds before a request gets 504")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: loopback only; any other warns unless --token is set)")
+    serve.add_argument("--port", type=integer(0, 65535), default=8000, help="port (0: any free one; default 8000)")
+    serve.add_argument("--token", default=os.environ.get(SERVE_TOKEN_ENV) or None,
+                       help=f"require 'Authorization: Bearer TOKEN' on /v1/answer and /readyz "
+                            f"(default: ${SERVE_TOKEN_ENV}; prefer the variable: a flag shows in the process list)")
+    serve.add_argument("--max-batch-size", type=integer(1), default=8, help="questions per model call (1: no batching)")
+    serve.add_argument("--max-wait-ms", type=number(0), default=10.0, help="how long a request waits to be batched")
+    serve.add_argument("--max-questions", type=integer(1), default=16, help="most questions per request")
+    serve.add_argument("--max-question-chars", type=integer(1, MAX_QUESTION_CHARS), default=MAX_QUESTION_CHARS,
+                       help=f"longest question (default and most: {MAX_QUESTION_CHARS}, as ragmodels ask)")
+    serve.add_argument("--max-n-docs", type=integer(1), default=20, help="largest n_docs a request may ask for")
+    serve.add_argument("--max-new-tokens", type=integer(1), default=128,
+                       help="largest max_new_tokens a request may ask for")
+    serve.add_argument("--max-body-bytes", type=integer(1), default=2**20,
+                       help="largest request body; larger ones get 413 (default 1 MiB)")
+    serve.add_argument("--max-in-flight", type=integer(1), default=32,
+                       help="questions queued or being answered at once; past it requests get 503 with Retry-After "
+                            "(default 32)")
+    serve.add_argument("--timeout", type=number(0, above=True), default=60.0, help="seconds before a request gets 504")
     serve.set_defaults(func=_serve)
 
 
@@ -305,17 +322,6 @@ def _pipeline_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", help="knowledge-base folder (default: the index the checkpoint names)")
 
 
-def checkpoint_source(model: str) -> str:
-    """``model`` as given, or FileNotFoundError when it names a local folder (a path) that does not exist."""
-    path = Path(model).expanduser()
-    if (path.is_absolute() or model.startswith((".", "~")) or path.exists()) and not path.is_dir():
-        raise FileNotFoundError(
-            f"--model {model}: no such checkpoint folder. Give a folder written by save_pretrained or a Hub id "
-            "such as facebook/rag-token-nq."
-        )
-    return str(path) if path.is_dir() else model
-
-
 def load_pipeline(model: str | None, index: str | None):
     """The RagPipeline of ``--model``/``--index`` (None: the embedded default), loaded without progress bars."""
     from transformers.utils import logging as hf_logging
@@ -362,7 +368,10 @@ def format_answers(pipeline, args: argparse.Namespace) -> str:
 
 def _ask(args: argparse.Namespace) -> int:
     from ragmodels import ask_worker
+    from ragmodels.questions import check_questions
 
+    if args.questions:
+        check_questions(args.questions)  # before any loading: the same limits as the server's
     if args.stop_worker:
         stopped = ask_worker.stop_workers()
         print(f"stopped {stopped} ask worker{'' if stopped == 1 else 's'}")
@@ -394,11 +403,17 @@ def _serve(args: argparse.Namespace) -> int:
         from ragmodels.pipeline import require_default_model
 
         require_default_model()
+    else:
+        checkpoint_source(args.model)
+    if args.index is not None and not Path(args.index).expanduser().exists():
+        raise FileNotFoundError(f"--index {args.index}: no such knowledge-base folder.")
     settings = ServerSettings(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                               max_questions=args.max_questions, max_question_chars=args.max_question_chars,
                               max_n_docs=args.max_n_docs, max_new_tokens=args.max_new_tokens,
-                              request_timeout_s=args.timeout)
-    serve(create_app(lambda: load_pipeline(args.model, args.index), settings), host=args.host, port=args.port)
+                              request_timeout_s=args.timeout, max_body_bytes=args.max_body_bytes,
+                              max_in_flight=args.max_in_flight, token=args.token)
+    serve(create_app(lambda: load_pipeline(args.model, args.index), settings), host=args.host, port=args.port,
+          protected=settings.token is not None)
     return 0
 
 

@@ -24,10 +24,10 @@ from typing import Any, Literal
 import torch
 
 from .config import RagConfig
+from .questions import MAX_QUESTION_TOKENS, check_questions, check_readable
 from .tokenization import RagTokenizer
 
 HEADS = {"RagTokenForGeneration": "token", "RagSequenceForGeneration": "sequence"}
-MAX_QUESTION_TOKENS = 128  # questions are truncated to this many question-encoder tokens
 
 
 @dataclass
@@ -162,12 +162,12 @@ class RagPipeline:
     def answer(self, questions: list[str], options: DecodingOptions | None = None, **kwargs: Any) -> list[Answer]:
         """One answer per question; ``kwargs`` are DecodingOptions fields (n_docs, num_beams, max_new_tokens, ...)."""
         options = replace(options or DecodingOptions(), **kwargs)
-        if not questions or any(not q.strip() for q in questions):
-            raise ValueError("Give at least one question, and no empty ones.")
+        check_questions(questions)
         n_docs = options.n_docs or self.model.config.n_docs
         encoded = self.tokenizer.question_encoder(
             questions, padding=True, truncation=True, max_length=MAX_QUESTION_TOKENS, return_tensors="pt"
         ).to(self.device)
+        check_readable(questions, encoded["input_ids"], self.tokenizer.question_encoder)
         contexts = self.model.rag.retrieve_contexts(encoded["input_ids"], encoded["attention_mask"], n_docs=n_docs)
         sequences, scores = self._generate(contexts, n_docs, options)
         texts = self.tokenizer.batch_decode(sequences, skip_special_tokens=True)

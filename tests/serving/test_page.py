@@ -130,7 +130,30 @@ def test_the_answer_is_highlighted_in_the_passages(browser, server, pipeline, mo
     assert state["answer"] == word.upper() and state["marks"] == [word]
 
 
-def test_errors_are_shown(browser, server):
+def test_only_whole_words_are_highlighted(browser, server):
+    browser.send("POST", "/url", {"url": server.url + "/"})
+    marks = browser.send("POST", "/execute/sync", {"script": """
+        const box = document.createElement('div');
+        appendHighlighted(box, arguments[0], arguments[1]);
+        return [...box.querySelectorAll('mark')].map(m => m.textContent);""",
+        "args": ["Tunis is the capital of Tunisia (TUNIS); Tunis_x, éTunis.", "tunis"]})
+    assert marks == ["Tunis", "TUNIS"]
+
+
+def test_errors_are_shown_in_plain_words(browser, server):
     browser.send("POST", "/url", {"url": server.url + "/"})
     state = ask(browser, "x" * 201)
-    assert state["hidden"] and "at most 200 characters" in state["error"]
+    assert state["hidden"] and state["error"] == "Question 1 is too long: 201 characters, at most 200 allowed"
+
+
+def test_a_server_with_a_token_asks_for_it(browser, pipeline):
+    from serving.conftest import running
+
+    with running(pipeline, token="s3cret") as srv:
+        browser.send("POST", "/url", {"url": srv.url + "/"})
+        state = ask(browser, "Who discovered oxygen?")
+        assert state["hidden"] and "needs an access token" in state["error"]
+        browser.type_into("#token", "s3cret")
+        browser.click("#ask")
+        state = browser.wait_for(lambda s: not s["hidden"] and s["titles"])
+        assert state["error"] == "" and state["titles"]

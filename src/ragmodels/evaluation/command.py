@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from ..argtypes import checkpoint_source, integer
+
 
 def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
     """``ragmodels eval SET.jsonl [--model DIR] [--knowledge-base KB] --report r.json --plot r.png``."""
@@ -15,10 +17,10 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
                                         "default model")
     parser.add_argument("--knowledge-base", help="knowledge-base folder (default: the one in the model's config)")
     parser.add_argument("--documents", help="documents JSONL the knowledge base was built from (gold recall)")
-    parser.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10, 20], help="k values of recall@k")
-    parser.add_argument("--batch-size", type=int, default=16, help="questions per batch (default 16)")
-    parser.add_argument("--num-beams", type=int, default=1, help="beams of generation (default 1: greedy)")
-    parser.add_argument("--max-new-tokens", type=int, default=24, help="longest answer in tokens (default 24)")
+    parser.add_argument("--ks", type=integer(1), nargs="+", default=[1, 5, 10, 20], help="k values of recall@k")
+    parser.add_argument("--batch-size", type=integer(1), default=16, help="questions per model call (default 16)")
+    parser.add_argument("--num-beams", type=integer(1), default=1, help="beams (default 1: greedy)")
+    parser.add_argument("--max-new-tokens", type=integer(1), default=24, help="most tokens per answer (default 24)")
     parser.add_argument("--on-malformed", choices=("stop", "skip"), default="stop",
                         help="stop at a malformed line, or skip it and list it in the report")
     parser.add_argument("--report", help="write the JSON report here")
@@ -38,7 +40,8 @@ def _eval(args: argparse.Namespace) -> int:
 
         model, tokenizer = load_default(index=args.knowledge_base)
     else:
-        parts = load_components(TrainConfig(train_file=args.data, output_dir="", model_path=args.model,
+        model_path = checkpoint_source(args.model)
+        parts = load_components(TrainConfig(train_file=args.data, output_dir="", model_path=model_path,
                                             knowledge_base=args.knowledge_base))
         model, tokenizer = parts.model, parts.tokenizer
         model.set_retriever(parts.retriever)

@@ -1,5 +1,6 @@
 """Dynamic batching: requests that arrive within ``max_wait`` of each other, up to ``max_batch_size``
-questions, with equal decoding options, go to the model as one call in a single worker thread."""
+questions, with equal decoding options, go to the model as one call in a single worker thread. A batch
+that fails is run again request by request, so that an error reaches only the request that caused it."""
 
 from __future__ import annotations
 
@@ -73,10 +74,13 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         try:
             results = await loop.run_in_executor(self._executor, self._run, questions, batch[0].options)
-        except Exception as err:  # noqa: BLE001 - handed to each waiting request
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(err)
+        except Exception as err:  # noqa: BLE001 - handed to the waiting request(s)
+            if len(batch) > 1:  # one request's bad question must not fail the others batched with it
+                for job in batch:
+                    await self._run_batch([job])
+                return
+            if not batch[0].future.done():
+                batch[0].future.set_exception(err)
             return
         start = 0
         for job in batch:

@@ -2,9 +2,10 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ragmodels.pipeline import DecodingOptions
+from ragmodels.questions import question_problem
 
 from .settings import ServerSettings
 
@@ -13,9 +14,16 @@ _DEFAULTS = DecodingOptions()
 
 def request_model(settings: ServerSettings) -> type[BaseModel]:
     """The request body class for ``settings`` (its limits also appear in the OpenAPI schema)."""
-    question = Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=settings.max_question_chars)
-    ]
+    def checked(text: str) -> str:
+        """The question without surrounding blanks, or ValueError saying in plain words why it is refused."""
+        text = text.strip()
+        problem = question_problem(text, settings.max_question_chars)
+        if problem is not None:
+            raise ValueError(problem)
+        return text
+
+    question = Annotated[str, AfterValidator(checked),
+                         Field(max_length=settings.max_question_chars, description="a question (blanks stripped)")]
 
     class AnswerRequest(BaseModel):
         """Questions and decoding options; unknown fields are rejected."""

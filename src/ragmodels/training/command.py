@@ -46,9 +46,13 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ..argtypes import checkpoint_source
     from .recipe import config_from_flags, train
 
-    result = train(config_from_flags(vars(args)))
+    config = config_from_flags(vars(args))
+    if config.model_path is not None:
+        checkpoint_source(config.model_path, "--model-path")
+    result = train(config)
     print(json.dumps({"step": result.step, "loss": result.loss, "dev": result.dev_metrics,
                       "model": str(result.output_dir / "model")}, default=str))
     return 0

@@ -62,10 +62,20 @@ class TrainConfig:
     device: str | None = None
 
     def __post_init__(self) -> None:
-        positive = ("epochs", "batch_size", "grad_accum_steps", "reindex_every", "reindex_lag", "eval_batch_size")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be at least 1, got {getattr(self, name)}.")
+        positive = ("epochs", "batch_size", "grad_accum_steps", "reindex_every", "reindex_lag", "eval_batch_size",
+                    "max_question_length", "max_answer_length")
+        optional_positive = ("max_steps", "n_docs", "save_every_steps")
+        for name in positive + optional_positive:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{_flag(name)} must be at least 1, got {value}.")
+        for name, low, strict in (("learning_rate", 0, True), ("adam_epsilon", 0, True), ("weight_decay", 0, False),
+                                  ("warmup_steps", 0, False), ("max_grad_norm", 0, True)):
+            value = getattr(self, name)
+            if value is not None and (value <= low if strict else value < low):
+                raise ValueError(f"{_flag(name)} must be {'more than' if strict else 'at least'} {low}, got {value}.")
+        if any(k < 1 for k in self.eval_ks):
+            raise ValueError(f"{_flag('eval_ks')} must be at least 1 each, got {self.eval_ks}.")
         check_precision(self.precision)
         if self.on_malformed not in ("stop", "skip"):
             raise ValueError(f"on_malformed must be 'stop' or 'skip', got {self.on_malformed!r}.")
@@ -124,3 +134,8 @@ FIELD_HELP = {
     "progress_bar": "show a progress bar on stderr",
     "device": "'cpu', 'cuda', 'cuda:1', ... (default: CUDA when available)",
 }
+
+
+def _flag(name: str) -> str:
+    """How a TrainConfig field is named in errors: its flag and its field ("--batch-size (TrainConfig.batch_size)")."""
+    return f"--{name.replace('_', '-')} (TrainConfig.{name})"
