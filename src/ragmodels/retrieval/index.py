@@ -30,6 +30,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from ragmodels._io import fsync_file
+
 INDEX_KINDS = ("flat", "hnsw", "ivf_pq", "ivf_sq8")
 
 
@@ -233,6 +235,7 @@ class FaissIndex:
         os.close(fd)
         try:
             faiss.write_index(self.faiss_index, tmp)
+            fsync_file(tmp)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -1,6 +1,8 @@
 """Adding, replacing and deleting passages without re-encoding the knowledge base.
 
-Every update writes a new version in a staging folder and publishes it atomically (see ``publish``):
+Every update takes the knowledge base's writer lock, reloads the version on disk (another process may
+have published a newer one since ``kb`` was loaded), writes the next version in a staging folder and
+publishes it atomically (see ``publish``):
   - add: the existing passage files are hard-linked, the new passages go into one new Arrow file, and
     their vectors are added to a copy of the index (ids continue from the passage count);
   - replace / delete: the passage files are rewritten in one streaming pass, and the index is refilled
@@ -24,7 +26,7 @@ from .arrow_files import ArrowFile, data_files, embeddings_of, iter_batches, pas
 from .assemble import assemble
 from .encoder import ContextEncoder
 from .indexing import index_from_files, refill
-from .publish import staging
+from .publish import staging, writer_lock
 
 if TYPE_CHECKING:
     from .knowledge_base import KnowledgeBase
@@ -40,32 +42,48 @@ class _NewRows:
 def add_passages(kb: KnowledgeBase, titles: Sequence[str], texts: Sequence[str],
                  embeddings: np.ndarray | None, encoder: ContextEncoder | None) -> Path:
     rows = _new_rows(kb, titles, texts, embeddings, encoder)
-    ids = [str(kb.manifest.next_id + i) for i in range(len(rows.texts))]
-    with staging(kb.path) as tmp:
-        new_file = tmp / "added.arrow"
-        with ArrowFile(new_file, kb.dimension) as f:
-            f.write(passages_table(ids, rows.titles, rows.texts, rows.embeddings))
-        sources = [*data_files(Path(kb.passages_path)), new_file]
-        index = _grown(kb, rows.embeddings, sources)
-        _assemble(kb, tmp, sources, index, next_id=kb.manifest.next_id + len(ids))
-        new_file.unlink()
+    with writer_lock(kb.path):
+        kb = _current(kb)
+        ids = [str(kb.manifest.next_id + i) for i in range(len(rows.texts))]
+        with staging(kb.path) as tmp:
+            new_file = tmp / "added.arrow"
+            with ArrowFile(new_file, kb.dimension) as f:
+                f.write(passages_table(ids, rows.titles, rows.texts, rows.embeddings))
+            sources = [*data_files(Path(kb.passages_path)), new_file]
+            index = _grown(kb, rows.embeddings, sources)
+            _assemble(kb, tmp, sources, index, next_id=kb.manifest.next_id + len(ids))
+            new_file.unlink()
     return kb.path
 
 
 def replace_passages(kb: KnowledgeBase, ids: Sequence[int], titles: Sequence[str], texts: Sequence[str],
                      embeddings: np.ndarray | None, encoder: ContextEncoder | None) -> Path:
     rows = _new_rows(kb, titles, texts, embeddings, encoder)
-    positions = _check_ids(kb, ids)
-    if len(positions) != len(rows.texts):
-        raise ValueError(f"Got {len(positions)} ids for {len(rows.texts)} replacement passages; give one id each.")
-    return _rewrite(kb, dict(zip(positions.tolist(), range(len(positions)))), rows, deleted=set())
+    with writer_lock(kb.path):
+        kb = _current(kb)
+        positions = _check_ids(kb, ids)
+        if len(positions) != len(rows.texts):
+            raise ValueError(f"Got {len(positions)} ids for {len(rows.texts)} replacement passages; give one id each.")
+        return _rewrite(kb, dict(zip(positions.tolist(), range(len(positions)))), rows, deleted=set())
 
 
 def delete_passages(kb: KnowledgeBase, ids: Sequence[int]) -> Path:
-    deleted = set(_check_ids(kb, ids).tolist())
-    if len(deleted) == len(kb):
-        raise ValueError("Deleting every passage would leave an empty knowledge base; build a new one instead.")
-    return _rewrite(kb, {}, None, deleted)
+    with writer_lock(kb.path):
+        kb = _current(kb)
+        deleted = set(_check_ids(kb, ids).tolist())
+        if len(deleted) == len(kb):
+            raise ValueError("Deleting every passage would leave an empty knowledge base; build a new one instead.")
+        return _rewrite(kb, {}, None, deleted)
+
+
+def _current(kb: KnowledgeBase) -> KnowledgeBase:
+    """The version of ``kb`` on disk now (under the writer lock nobody else publishes until we do)."""
+    from .knowledge_base import KnowledgeBase
+
+    current = KnowledgeBase.load(kb.path)
+    if current.dimension != kb.dimension:
+        raise ValueError(f"The knowledge base at {kb.path} was rebuilt with {current.dimension}-d vectors meanwhile.")
+    return current
 
 
 def _rewrite(kb: KnowledgeBase, replaced: dict[int, int], rows: _NewRows | None, deleted: set[int]) -> Path:
