@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from .knowledge_base import KnowledgeBase
 
 
+MAX_PASSAGE_CHARS = 100_000  # what a passage given directly may hold (builds split far below: see chunking)
+
+
 @dataclass(frozen=True)
 class _NewRows:
     titles: list[str]
@@ -125,6 +128,13 @@ def _new_rows(kb: KnowledgeBase, titles: Sequence[str], texts: Sequence[str], em
         raise ValueError(f"Give one title per text and at least one passage (got {len(titles)} titles, {len(texts)} texts).")
     if any(not t.strip() for t in texts):
         raise ValueError("A passage without text cannot be added to a knowledge base.")
+    longest = max(range(len(texts)), key=lambda i: len(texts[i]))
+    if len(texts[longest]) > MAX_PASSAGE_CHARS:
+        raise ValueError(
+            f"Passage {longest} has {len(texts[longest])} characters, more than the {MAX_PASSAGE_CHARS} a passage may "
+            "have (every question that retrieves it would pay for all of them); split it first, e.g. with "
+            "ragmodels.retrieval.knowledge_base.chunking.split_document or ragmodels index add."
+        )
     if embeddings is None:
         embeddings = _encoder_for(kb, encoder).encode(titles, texts)
     embeddings = np.asarray(embeddings, dtype=np.float32)  # (n, dim)
