@@ -114,10 +114,12 @@ def _document(title: object, text: object, source: str) -> Document:
 
 class _Lines:
     """The lines of a file decoded as UTF-8 one by one, so that a bad byte is reported with its line;
-    ``number`` is the number of lines read so far (the current line's number)."""
+    ``number`` is the number of lines read so far (the current line's number). Setting ``mark`` makes
+    the next line yielded set ``record_start`` (the first line of a CSV record)."""
 
     def __init__(self, path: Path, errors: _Errors):
         self.path, self.errors, self.number = path, errors, 0
+        self.mark, self.record_start = False, 0
 
     def __iter__(self) -> Iterator[str]:
         with self.path.open("rb") as f:
@@ -130,6 +132,8 @@ class _Lines:
                         f"{self.path}:{self.number}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at column "
                         f"{err.start + 1}); save the file as UTF-8."))
                     continue
+                if self.mark:
+                    self.mark, self.record_start = False, self.number
                 yield line[1:] if self.number == 1 and line.startswith("\ufeff") else line  # a UTF-8 BOM
 
 
@@ -156,12 +160,14 @@ def _read_table(path: Path, delimiter: str, errors: _Errors) -> Iterator[Documen
     reader = csv.reader(iter(lines), delimiter=delimiter, strict=True)
     header = None
     while True:
-        start = lines.number + 1  # the first line of the next record
+        lines.mark = True
         try:
             row = next(reader)
+            start = lines.record_start
         except StopIteration:
             return
         except csv.Error as err:
+            start = lines.record_start
             what = "a quote opened here is never closed" if "end of data" in str(err) else str(err)
             errors(DocumentError(f"{path}:{start}: malformed {path.suffix[1:].upper()} record ({what}); "
                                  "quote fields that hold the delimiter, a quote or a line break, and double "
