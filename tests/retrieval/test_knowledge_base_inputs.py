@@ -91,8 +91,9 @@ def test_on_error_skip_counts_what_it_leaves_out(tmp_path, encoder, capsys):
                                                            ("D", "second good row", f"{source}:5")]
     assert [r.split(": ")[0] for r in skipped.records] == [f"{source}:3", f"{source}:4", f"{source}:6"]
     assert main(["index", "build", str(source), "-o", str(tmp_path / "kb"), "--on-error", "skip",
-                 "--encoder", "unused"]) == 1  # counted before the encoder is loaded
-    assert "skipped 3 bad input records (--on-error skip)" in capsys.readouterr().err
+                 "--encoder", str(tmp_path / "no-encoder")]) == 1  # counted before the encoder is loaded
+    err = capsys.readouterr().err
+    assert "skipped 3 bad input records (--on-error skip)" in err and "no such model folder" in err
     kb = build_knowledge_base([source], tmp_path / "kb", encoder, on_error="skip", progress=False)
     assert kb.passages.fetch(np.arange(len(kb))[None])[0]["text"] == ["first good row", "second good row"]
     with pytest.raises(ValueError, match=r"on_error \(--on-error\) must be one of"):
@@ -117,7 +118,7 @@ def test_short_tails_join_their_neighbour(n_words, sizes):
 
 
 def test_no_passage_grows_beyond_the_bound(tmp_path, encoder):
-    unbroken = "x" * 1_000_000  # one "word" of 1 MB: once a single 1 MB passage
+    unbroken = "x" * 200_000  # one "word" of 200 kB: once a single 200 kB passage
     docs = tmp_path / "long.jsonl"
     docs.write_text(json.dumps({"title": "Long", "text": f"{words(300)} {unbroken}"}) + "\n")
     kb = build_knowledge_base([docs], tmp_path / "kb", encoder, words_per_passage=100, progress=False)
