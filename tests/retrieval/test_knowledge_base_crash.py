@@ -65,6 +65,7 @@ class ForkServer:
 
     def close(self) -> None:
         self.process.stdin.close()
+        self.process.terminate()  # its children are all reaped; no need to wait for the interpreter's exit
         self.process.wait(timeout=30)
 
 

@@ -17,8 +17,9 @@ Two advisory locks (``fcntl.flock``) on files beside the target:
     folders a killed process left behind disappear at the next load, build or update.
   - ``.NAME.publish-lock``, held exclusively for the swap itself and shared while a load reads the
     manifest and maps the files (``reading``), so a load never mixes two versions.
-The lock files stay (removing a lock file others may hold is unsafe) and are tiny. Where they cannot
-be created (a read-only folder) loads go on without locking: nobody can publish there either.
+The lock files stay (removing a lock file others may hold is unsafe) and are tiny. Writers create
+them; loads never do (a shipped or read-only knowledge base gets no files beside it), so a load of a
+knowledge base that no writer of this version has touched yet goes on without the shared lock.
 """
 
 from __future__ import annotations
@@ -98,15 +99,11 @@ def writer_lock(target: Path, blocking: bool = True) -> Iterator[bool]:
 @contextmanager
 def reading(target: Path) -> Iterator[None]:
     """Hold ``target``'s publish lock shared: no version is swapped in while the block reads files."""
-    path = _lock_path(Path(target), "publish-lock")
     try:
-        fd = _open_lock(path, create=True)
-    except OSError:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:  # a read-only folder without the lock file (or no folder): nothing is published there
-            yield
-            return
+        fd = os.open(_lock_path(Path(target), "publish-lock"), os.O_RDONLY)
+    except OSError:  # no lock file: nothing was ever published there by this version (loads create none)
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
         yield
