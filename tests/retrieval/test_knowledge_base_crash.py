@@ -24,6 +24,7 @@ from conftest import tiny_bert_config
 from ragmodels.retrieval.knowledge_base import ContextEncoder, KnowledgeBase, build_knowledge_base
 from retrieval.conftest import kb_leftovers
 
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the fork server needs os.fork")
 KILLS = 5  # updates killed per run (builds: 3, each costs a model load; the slow variants: more)
 MAX_LENGTH = 128  # the tiny BERT's positions
 WORKER = Path(__file__).with_name("kb_crash_worker.py")

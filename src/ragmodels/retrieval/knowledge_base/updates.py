@@ -151,7 +151,11 @@ def _encoder_for(kb: KnowledgeBase, encoder: ContextEncoder | None) -> ContextEn
         return encoder
     if kb.manifest.encoder is None:
         raise ValueError(f"The knowledge base at {kb.path} does not record its encoder; pass embeddings or an encoder.")
-    return ContextEncoder.from_pretrained(kb.manifest.encoder, kb.manifest.pooling)
+    try:
+        return ContextEncoder.from_pretrained(kb.manifest.encoder, kb.manifest.pooling)
+    except ValueError as err:
+        raise ValueError(f"The encoder that built {kb.path} (its manifest's) cannot be loaded: {err} Pass embeddings "
+                         "or an encoder that makes the same vectors.") from None
 
 
 def _check_ids(kb: KnowledgeBase, ids: Sequence[int]) -> np.ndarray:
