@@ -203,6 +203,8 @@ def test_index_params_checked_against_the_corpus_and_kind():
     with pytest.raises(ValueError, match=r"--index-param nlist: the hnsw index does not use nlist; it takes M"):
         check_kind_params("hnsw", {"nlist": 4})
     assert IndexParams().resolve(D, 12).nprobe == 1  # the default nprobe shrinks to a small corpus's nlist
+    with pytest.raises(ValueError, match=r"ef_search=0: ef_search must be an integer in \[1, 65536\]"):
+        create_index("hnsw", D).set_search_params(ef_search=0)
 
 
 def test_hnsw_refuses_vectors_beyond_its_norm_bound(corpus):

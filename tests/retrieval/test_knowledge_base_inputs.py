@@ -75,6 +75,15 @@ def test_bad_records_name_file_and_line(tmp_path, name, content, message):
     assert message in str(info.value)
 
 
+def test_non_utf8_dpr_tsv_names_its_line(tmp_path):
+    from ragmodels.retrieval.knowledge_base import import_dpr
+
+    (tmp_path / "psgs.tsv").write_bytes(b"id\ttext\ttitle\n1\tfine\tT\n2\tcaf\xe9\tU\n")
+    np.save(tmp_path / "e.npy", np.zeros((2, 32), np.float32))
+    with pytest.raises(DocumentError, match=r"psgs.tsv:3: not valid UTF-8"):
+        import_dpr(tmp_path / "psgs.tsv", [tmp_path / "e.npy"], tmp_path / "kb")
+
+
 def test_non_utf8_text_file_names_its_line(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.txt").write_bytes(b"line one\nline two caf\xe9\n")

@@ -258,7 +258,8 @@ class FaissIndex:
         return FaissIndex(clone, augmented=self.augmented, max_norm=self.max_norm)
 
     def set_search_params(self, *, ef_search: int | None = None, nprobe: int | None = None) -> None:
-        """Trade speed for recall at query time (HNSW ``ef_search``, IVF ``nprobe``)."""
+        """Trade speed for recall at query time (HNSW ``ef_search``, IVF ``nprobe``), range-checked."""
+        _params({name: value for name, value in (("ef_search", ef_search), ("nprobe", nprobe)) if value is not None})
         if ef_search is not None and self.kind == "hnsw":
             faiss.downcast_index(self.faiss_index).hnsw.efSearch = int(ef_search)
         if nprobe is not None and self.kind in ("ivf_pq", "ivf_sq8"):

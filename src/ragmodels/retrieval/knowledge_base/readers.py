@@ -137,6 +137,11 @@ class _Lines:
                 yield line[1:] if self.number == 1 and line.startswith("\ufeff") else line  # a UTF-8 BOM
 
 
+def utf8_lines(path: Path) -> _Lines:
+    """The lines of ``path`` as text; a DocumentError naming file:line at the first byte that is not UTF-8."""
+    return _Lines(path, _Errors("raise", None))
+
+
 def _read_jsonl(path: Path, errors: _Errors) -> Iterator[Document]:
     lines = _Lines(path, errors)
     for line in lines:
