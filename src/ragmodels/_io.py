@@ -28,7 +28,7 @@ _RENAME_EXCHANGE = 2
 @contextmanager
 def staged_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder; on success publish it as ``target`` (see the module docstring)."""
-    target = Path(target)
+    target = real_target(target)
     if target.exists() and not target.is_dir():
         raise ValueError(f"{target} is a file; give a folder path to save into.")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -46,6 +46,12 @@ def staged_dir(target: str | os.PathLike) -> Iterator[Path]:
         fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # after an exchange: the previous version
+
+
+def real_target(target: str | os.PathLike) -> Path:
+    """``target``, or the folder it links to: a swap must replace the folder, not the user's symlink."""
+    target = Path(target)
+    return target.resolve() if target.is_symlink() else target
 
 
 def make_staging_dir(target: Path) -> Path:

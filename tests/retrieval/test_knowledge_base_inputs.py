@@ -192,3 +192,13 @@ def test_staged_dir_publishes_the_folder_whole(tmp_path, monkeypatch):
     assert (target / "sub" / "vocab.txt").read_text() == "v"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model")] == []  # old version removed
     assert oct(target.stat().st_mode & 0o777) != oct(0o700)  # not the private mode of a temporary folder
+
+
+def test_staged_dir_through_a_symlink_updates_the_folder_it_names(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "keep.txt").write_text("kept")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with _io.staged_dir(tmp_path / "link") as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert (tmp_path / "link").is_symlink()  # the user's link stays a link
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["keep.txt", "new.txt"]

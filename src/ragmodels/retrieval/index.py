@@ -58,7 +58,7 @@ PARAM_RANGES = {  # the limits keep builds bounded: M=-1 made FAISS allocate wit
     "nprobe": ParamRange(int, 1, None, "IVF lists visited per query, at most nlist"),
     "pq_m": ParamRange(int, 1, None, "IVF-PQ bytes per vector, a divisor of the dimension"),
     "pq_nbits": ParamRange(int, 1, 16, "IVF-PQ bits per code"),
-    "max_norm": ParamRange(float, 1e-30, None, "HNSW norm bound"),
+    "max_norm": ParamRange(float, 0.0, None, "HNSW norm bound"),
     "train_size": ParamRange(int, 1, None, "IVF training sample, at least nlist"),
     "refine": ParamRange(int, 1, 1000, "exact re-ranking factor, 1 = off"),
 }

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ragmodels._io import exchange, fsync_dir, fsync_tree, make_staging_dir
+from ragmodels._io import exchange, fsync_dir, fsync_tree, make_staging_dir, real_target
 
 _locks: dict[str, list] = {}  # lock path -> [RLock, fd, depth]: this process's writer locks (reentrant)
 _guard = threading.Lock()
@@ -41,7 +41,7 @@ _guard = threading.Lock()
 @contextmanager
 def staging(target: Path) -> Iterator[Path]:
     """Yield a fresh folder beside ``target``, under the writer lock; publish it as ``target`` on success."""
-    target = Path(target)
+    target = real_target(target)
     if target.exists() and not target.is_dir():
         raise ValueError(f"{target} is a file; give a folder path for the knowledge base.")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +61,7 @@ def writer_lock(target: Path, blocking: bool = True) -> Iterator[bool]:
     On acquiring it, stale staging folders are removed and an interrupted fallback publish is undone.
     With ``blocking=False`` the block runs without the lock (yielding False) when another process has it.
     """
-    target = Path(target)
+    target = real_target(target)
     key = str(_lock_path(target, "lock"))
     with _guard:
         entry = _locks.setdefault(key, [threading.RLock(), -1, 0])
@@ -132,7 +132,7 @@ def publish(new: Path, target: Path) -> None:
 
 def recover(target: Path) -> None:
     """Remove what killed writers left beside ``target`` unless a writer is at work now (then it will)."""
-    target = Path(target)
+    target = real_target(target)
     if not target.parent.is_dir() or not any(_leftovers(target)):
         return
     try:
@@ -162,6 +162,7 @@ def _open_lock(path: Path, create: bool) -> int:
 
 
 def _lock_path(target: Path, suffix: str) -> Path:
+    target = real_target(target)  # a knowledge base reached through a symlink shares the folder's locks
     return target.parent / f".{target.name}.{suffix}"
 
 
