@@ -60,7 +60,7 @@ def test_bad_build_settings_are_one_line_naming_the_flag(tmp_path, docs, capsys,
 
 
 @pytest.mark.parametrize("name,content,message", [
-    ("extra.csv", b"title,text\na,fine\nc,x,y,z\n", "extra.csv:3: 4 fields where the header has 2 (title,text)"),
+    ("extra.csv", b"title,text\na,fine\nc,x,y,z\n", "extra.csv:3: 4 fields where the header has 2 (title, text)"),
     ("short.tsv", b"title\ttext\nonly-title\n", "short.tsv:2: 1 fields where the header has 2"),
     ("quote.csv", b'title,text\na,"never closed\nb,second row\n', "quote.csv:2: malformed CSV record (a quote opened here is never closed)"),
     ("stray.csv", b'title,text\na,"closed" then text\n', "stray.csv:2: malformed CSV record"),

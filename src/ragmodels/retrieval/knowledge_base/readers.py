@@ -188,7 +188,7 @@ def _read_table(path: Path, delimiter: str, errors: _Errors) -> Iterator[Documen
         try:
             if len(row) != len(header):
                 raise DocumentError(
-                    f"{path}:{start}: {len(row)} fields where the header has {len(header)} ({delimiter.join(header)}); "
+                    f"{path}:{start}: {len(row)} fields where the header has {len(header)} ({', '.join(header)}); "
                     "quote fields that contain the delimiter.")
             record = dict(zip(header, row))
             yield _document(record.get("title"), record["text"], f"{path}:{start}")
