@@ -28,11 +28,12 @@ def add_index_commands(subparsers: argparse._SubParsersAction) -> None:
     build = commands.add_parser("build", help="documents (JSONL, CSV/TSV, folder of .txt/.md) -> knowledge base")
     build.add_argument("inputs", nargs="+", help="JSONL/CSV/TSV files or folders of .txt/.md files")
     build.add_argument("--output", "-o", required=True, help="knowledge-base folder to create or replace")
-    _encoder_args(build, required=True)
-    build.add_argument("--words", type=int, default=100, help="words per passage (default 100, as DPR)")
+    _encoder_args(build, required=False)
+    _passage_args(build)
     _index_args(build)
-    build.add_argument("--batch-size", type=int, default=64, help="passages per encoder batch")
-    build.add_argument("--shard-size", type=int, default=10_000, help="passages per resumable shard")
+    build.add_argument("--batch-size", type=int, default=64, help="passages per encoder batch (default 64)")
+    build.add_argument("--shard-size", type=int, default=10_000,
+                       help="passages per resumable shard (default 10000): a killed build resumes after the last one")
     build.set_defaults(func=_index_build)
 
     info = commands.add_parser("info", help="describe a knowledge base and check its files")
@@ -44,7 +45,7 @@ def add_index_commands(subparsers: argparse._SubParsersAction) -> None:
     add = commands.add_parser("add", help="add documents to a knowledge base (no re-encoding of the rest)")
     add.add_argument("kb", help="knowledge-base folder")
     add.add_argument("inputs", nargs="+", help="JSONL/CSV/TSV files or folders of .txt/.md files")
-    add.add_argument("--words", type=int, default=100, help="words per passage")
+    _passage_args(add)
     add.set_defaults(func=_index_add)
 
     delete = commands.add_parser("delete", help="delete passages by id (later ids move up)")
@@ -228,9 +229,22 @@ def error_line(err: BaseException) -> str:
 # -- index handlers -------------------------------------------------------------------------------
 def _encoder_args(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--encoder", required=required,
-                        help="context encoder: transformers model folder or hub name (DPR or any BERT-like)")
+                        help="context encoder: transformers model folder or hub name (DPR or any BERT-like); "
+                             "index build's default: the packaged all-MiniLM-L6-v2 with mean pooling")
     parser.add_argument("--pooling", choices=("pooler", "cls", "mean"), default=None,
-                        help="how token states become one vector (default: pooler for DPR, else cls)")
+                        help="how token states become one vector (default: pooler for DPR, mean for the packaged "
+                             "MiniLM, else cls)")
+
+
+def _passage_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--words", type=int, default=100, help="words per passage (default 100, as DPR; at most 1000)")
+    parser.add_argument("--min-words", type=int, default=None,
+                        help="a document's last passage shorter than this joins the one before it "
+                             "(default: a fifth of --words, 20 at 100; 0 keeps every tail)")
+    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                        help="bad input records (invalid JSON/UTF-8, CSV rows with too many or too few fields, "
+                             "unclosed quotes): stop with file:line (raise, default) or leave them out and say how "
+                             "many (skip)")
 
 
 def _index_args(parser: argparse.ArgumentParser) -> None:
@@ -240,21 +254,18 @@ def _index_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _index_params(pairs: list[str]) -> dict:
-    params = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--index-param expects NAME=VALUE, got {pair!r}.")
-        params[name] = json.loads(value)
-    return params
+    from ragmodels.retrieval.index import parse_index_params
+
+    return parse_index_params(pairs)
 
 
 def _index_build(args: argparse.Namespace) -> int:
     from ragmodels.retrieval.knowledge_base import build_knowledge_base
 
     kb = build_knowledge_base(args.inputs, args.output, args.encoder, pooling=args.pooling, words_per_passage=args.words,
-                              index_kind=args.kind, index_params=_index_params(args.index_param),
-                              batch_size=args.batch_size, shard_size=args.shard_size)
+                              min_words=args.min_words, on_error=args.on_error, index_kind=args.kind,
+                              index_params=_index_params(args.index_param), batch_size=args.batch_size,
+                              shard_size=args.shard_size)
     print(kb.describe())
     return 0
 
@@ -270,9 +281,12 @@ def _index_info(args: argparse.Namespace) -> int:
 def _index_add(args: argparse.Namespace) -> int:
     from ragmodels.retrieval.knowledge_base import KnowledgeBase
     from ragmodels.retrieval.knowledge_base.chunking import split_documents
-    from ragmodels.retrieval.knowledge_base.readers import read_documents
+    from ragmodels.retrieval.knowledge_base.readers import Skipped, read_documents
 
-    passages = list(split_documents(read_documents(args.inputs), args.words))
+    skipped = Skipped()
+    passages = list(split_documents(read_documents(args.inputs, args.on_error, skipped), args.words, args.min_words))
+    if skipped.records:
+        sys.stderr.write(f"ragmodels: {skipped.summary()}\n")
     kb = KnowledgeBase.load(args.kb).add([p.title for p in passages], [p.text for p in passages])
     print(kb.describe())
     return 0

@@ -23,6 +23,12 @@ def rag_config(generator_tokenizer, generator: str = "bart", **overrides) -> Rag
     )
 
 
+def kb_leftovers(kb_path) -> list[str]:
+    """Names beside a knowledge-base folder that a build or update left behind (its two lock files excepted)."""
+    locks = {f".{kb_path.name}.lock", f".{kb_path.name}.publish-lock"}
+    return sorted(p.name for p in kb_path.parent.iterdir() if p.name.startswith(f".{kb_path.name}.") and p.name not in locks)
+
+
 def reference_copy(dataset):
     """A copy of an indexed dataset (with a copy of its FAISS index) that the reference may re-format."""
     return dataset.with_format(None)

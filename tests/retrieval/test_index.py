@@ -6,7 +6,9 @@ import faiss
 import numpy as np
 import pytest
 
-from ragmodels.retrieval.index import INDEX_KINDS, FaissIndex, build_index, create_index
+from ragmodels.retrieval.index import (
+    INDEX_KINDS, FaissIndex, IndexParams, build_index, check_kind_params, create_index, parse_index_params,
+)
 
 D = 32
 K = 10
@@ -163,8 +165,46 @@ def test_missing_file_is_a_clear_error(tmp_path):
 def test_unknown_kind_and_parameter_are_rejected():
     with pytest.raises(ValueError, match="Unknown index kind 'annoy'"):
         create_index("annoy", D)
-    with pytest.raises(ValueError, match=r"Unknown index parameters \['efSearch'\]"):
-        create_index("hnsw", D, efSearch=3)
+    with pytest.raises(ValueError, match=r"--index-param bogus: unknown index parameter; known ones are nlist, M"):
+        create_index("hnsw", D, bogus=3)
+    with pytest.raises(ValueError, match=r"unknown index parameter.*Did you mean M\?"):
+        create_index("hnsw", D, m=3)
+    assert faiss.downcast_index(create_index("hnsw", D, efSearch=3).faiss_index).hnsw.efSearch == 3  # FAISS's name
+
+
+@pytest.mark.parametrize("pairs,message", [
+    (["M=-1"], r"--index-param M=-1: M must be an integer in \[2, 512\]"),
+    (["M=1"], r"--index-param M=1: M must be an integer in \[2, 512\]"),
+    (["nlist=abc"], r"--index-param nlist=abc: nlist must be an integer >= 1"),
+    (["nlist=0"], r"nlist must be an integer >= 1"),
+    (["nlist=2.5"], r"nlist must be an integer >= 1"),
+    (["efSearch=0"], r"--index-param ef_search=0: ef_search must be an integer in \[1, 65536\]"),
+    (["efConstruction=100000"], r"ef_construction must be an integer in \[1, 65536\]"),
+    (["nprobe=0"], r"nprobe must be an integer >= 1"),
+    (["refine=0"], r"refine must be an integer in \[1, 1000\]"),
+    (["max_norm=nan"], r"max_norm must be a number"),
+    (["pq_nbits=32"], r"pq_nbits must be an integer in \[1, 16\]"),
+    (["nlist"], r"--index-param expects NAME=VALUE"),
+    (["bogus=1"], r"--index-param bogus: unknown index parameter"),
+])
+def test_index_params_are_parsed_and_range_checked(pairs, message):
+    with pytest.raises(ValueError, match=message):
+        parse_index_params(pairs)
+
+
+def test_index_params_checked_against_the_corpus_and_kind():
+    assert parse_index_params(["nlist=4", " efSearch = 7"]) == {"nlist": 4, "ef_search": 7}
+    with pytest.raises(ValueError, match=r"--index-param nlist=50: nlist must be at most the number of passages \(12\)"):
+        IndexParams(nlist=50).resolve(D, 12)
+    with pytest.raises(ValueError, match=r"--index-param nprobe=8: nprobe must be at most nlist \(4\)"):
+        IndexParams(nlist=4, nprobe=8).resolve(D, 100)
+    with pytest.raises(ValueError, match=r"--index-param pq_m=5: pq_m must divide the dimension"):
+        IndexParams(pq_m=5).resolve(D, 100)
+    with pytest.raises(ValueError, match=r"--index-param nlist: the hnsw index does not use nlist; it takes M"):
+        check_kind_params("hnsw", {"nlist": 4})
+    assert IndexParams().resolve(D, 12).nprobe == 1  # the default nprobe shrinks to a small corpus's nlist
+    with pytest.raises(ValueError, match=r"ef_search=0: ef_search must be an integer in \[1, 65536\]"):
+        create_index("hnsw", D).set_search_params(ef_search=0)
 
 
 def test_hnsw_refuses_vectors_beyond_its_norm_bound(corpus):

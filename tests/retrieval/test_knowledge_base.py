@@ -13,6 +13,7 @@ from ragmodels.cli import main
 from ragmodels.retrieval.knowledge_base import ContextEncoder, KnowledgeBase, build_knowledge_base
 from ragmodels.retrieval.knowledge_base import builder as builder_module
 from conftest import PASSAGES, tiny_bert_config
+from retrieval.conftest import kb_leftovers
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,8 @@ def test_rebuild_replaces_previous_kb_atomically(tmp_path, encoder):
     kb = build_knowledge_base([write_jsonl(tmp_path / "b.jsonl", PASSAGES[:3])], tmp_path / "kb", encoder,
                               progress=False)
     assert len(KnowledgeBase.load(tmp_path / "kb")) == 3 == len(kb)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "b.jsonl", "kb"]  # no staging left
+    assert kb_leftovers(tmp_path / "kb") == []  # no staging left
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["a.jsonl", "b.jsonl", "kb"]
 
 
 def test_minilm_encoder_mean_pooling(tmp_path):

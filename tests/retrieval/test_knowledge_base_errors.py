@@ -10,6 +10,7 @@ import pytest
 from transformers import BertModel
 
 from conftest import PASSAGES, tiny_bert_config
+from retrieval.conftest import kb_leftovers
 from ragmodels.cli import main
 from ragmodels.retrieval.knowledge_base import (
     ContextEncoder, DocumentError, KnowledgeBase, ManifestError, build_knowledge_base, import_dpr,
@@ -34,7 +35,7 @@ def assert_untouched(kb_path):
     kb = KnowledgeBase.load(kb_path, full_check=True)
     assert len(kb) == len(PASSAGES)
     assert kb.passages.fetch(np.array([[0]]))[0]["title"] == [PASSAGES[0][0]]
-    assert [p.name for p in kb_path.parent.iterdir() if p.name.startswith(".kb")] == []  # no staging left
+    assert kb_leftovers(kb_path) == []  # no staging left
 
 
 @pytest.mark.parametrize("name,content,message", [

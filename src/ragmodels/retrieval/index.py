@@ -20,22 +20,58 @@ index whose kind is none of the above is reported as kind "other" and still sear
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from ragmodels._io import fsync_file
+
 INDEX_KINDS = ("flat", "hnsw", "ivf_pq", "ivf_sq8")
 
 
 @dataclass(frozen=True)
+class ParamRange:
+    """What one index parameter may be: ``kind`` int or float, ``low <= value <= high`` (None: unbounded)."""
+
+    kind: type
+    low: float
+    high: float | None
+    meaning: str
+
+    def describe(self) -> str:
+        noun = "an integer" if self.kind is int else "a number"
+        return f"{noun} >= {self.low}" if self.high is None else f"{noun} in [{self.low}, {self.high}]"
+
+
+PARAM_RANGES = {  # the limits keep builds bounded: M=-1 made FAISS allocate without end
+    "nlist": ParamRange(int, 1, None, "IVF inverted lists, at most the number of passages"),
+    "M": ParamRange(int, 2, 512, "HNSW graph degree"),
+    "ef_construction": ParamRange(int, 1, 65536, "HNSW candidates while building"),
+    "ef_search": ParamRange(int, 1, 65536, "HNSW candidates while searching"),
+    "nprobe": ParamRange(int, 1, None, "IVF lists visited per query, at most nlist"),
+    "pq_m": ParamRange(int, 1, None, "IVF-PQ bytes per vector, a divisor of the dimension"),
+    "pq_nbits": ParamRange(int, 1, 16, "IVF-PQ bits per code"),
+    "max_norm": ParamRange(float, 0.0, None, "HNSW norm bound"),
+    "train_size": ParamRange(int, 1, None, "IVF training sample, at least nlist"),
+    "refine": ParamRange(int, 1, 1000, "exact re-ranking factor, 1 = off"),
+}
+PARAM_ALIASES = {"efSearch": "ef_search", "efConstruction": "ef_construction"}  # FAISS's own names
+
+
+@dataclass(frozen=True)
 class IndexParams:
-    """Build and search parameters; ``None`` means "pick from the corpus size" (see ``resolve``)."""
+    """Build and search parameters; ``None`` means "pick from the corpus size" (see ``resolve``).
+
+    Every value is checked on construction against ``PARAM_RANGES``; ``resolve`` checks the ones that
+    depend on the corpus (nlist and train_size against the passage count, pq_m against the dimension).
+    """
 
     nlist: int | None = None  # IVF: number of inverted lists (default ~4*sqrt(n), >= 39 points per list)
     M: int = 32  # HNSW: graph degree
@@ -48,21 +84,87 @@ class IndexParams:
     train_size: int = 100_000  # IVF: training sample size
     refine: int | None = None  # knowledge bases: exact re-ranking factor applied on load (default_refine(kind))
 
-    def resolve(self, dimension: int, num_vectors: int | None = None) -> "IndexParams":
+    def __post_init__(self) -> None:
+        for name, allowed in PARAM_RANGES.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if allowed.kind is int and isinstance(value, float) and value.is_integer():
+                object.__setattr__(self, name, value := int(value))
+            if (not numeric or (allowed.kind is int and not isinstance(value, int)) or not math.isfinite(value)
+                    or value < allowed.low or (allowed.high is not None and value > allowed.high)):
+                raise param_error(name, value, f"must be {allowed.describe()} ({allowed.meaning})")
+
+    def resolve(self, dimension: int | None, num_vectors: int | None = None) -> "IndexParams":
         """Fill defaults that depend on the dimension and (when known) the number of vectors."""
         nlist = self.nlist
         if nlist is None:
             nlist = 1024 if num_vectors is None else max(1, min(int(4 * math.sqrt(num_vectors)), num_vectors // 39))
+        elif num_vectors is not None and nlist > num_vectors:
+            raise param_error("nlist", nlist, f"must be at most the number of passages ({num_vectors}); about "
+                              f"4*sqrt(n) = {max(1, int(4 * math.sqrt(num_vectors)))} is usual, or leave it out")
+        nprobe = self.nprobe
+        if nprobe > nlist and nprobe == _DEFAULT_NPROBE:  # the default on a small corpus: visit every list
+            nprobe = nlist
+        elif nprobe > nlist:
+            raise param_error("nprobe", nprobe, f"must be at most nlist ({nlist})")
+        if num_vectors is not None and min(self.train_size, num_vectors) < nlist:
+            raise param_error("train_size", self.train_size, f"must be at least nlist ({nlist})")
         pq_nbits = self.pq_nbits
         if num_vectors is not None:
             pq_nbits = max(1, min(pq_nbits, int(math.log2(max(num_vectors, 2)))))
+        if dimension is None:  # checking the corpus-size rules before the dimension is known
+            return replace(self, nlist=nlist, nprobe=nprobe, pq_nbits=pq_nbits)
         pq_m = self.pq_m or max(m for m in range(1, max(1, dimension // 8) + 1) if dimension % m == 0)
-        if self.refine is not None and self.refine < 1:
-            raise ValueError(f"refine={self.refine}: the re-ranking factor must be >= 1 (1 turns re-ranking off).")
-        return replace(self, nlist=nlist, pq_m=pq_m, pq_nbits=pq_nbits)
+        if dimension % pq_m:
+            raise param_error("pq_m", pq_m, f"must divide the dimension {dimension}")
+        return replace(self, nlist=nlist, nprobe=nprobe, pq_m=pq_m, pq_nbits=pq_nbits)
 
 
 PARAM_NAMES = tuple(f.name for f in fields(IndexParams))
+_DEFAULT_NPROBE = IndexParams.nprobe
+KIND_PARAMS = {  # the IndexParams fields that matter to each kind (what a knowledge base's manifest records)
+    "flat": (),
+    "hnsw": ("M", "ef_construction", "ef_search", "max_norm", "refine"),
+    "ivf_pq": ("nlist", "nprobe", "pq_m", "pq_nbits", "train_size", "refine"),
+    "ivf_sq8": ("nlist", "nprobe", "train_size", "refine"),
+}
+
+
+def param_error(name: str, value: object, problem: str) -> ValueError:
+    return ValueError(f"--index-param {name}={value}: {name} {problem}.")
+
+
+def parse_index_params(pairs: Sequence[str]) -> dict:
+    """``NAME=VALUE`` strings (``--index-param``) -> parameters, names and values checked (``IndexParams``)."""
+    params: dict = {}
+    for pair in pairs:
+        name, sep, text = (part.strip() for part in pair.partition("="))
+        if not sep or not name:
+            raise ValueError(f"--index-param expects NAME=VALUE (e.g. nlist=1024), got {pair!r}.")
+        name = _known_name(name)
+        allowed = PARAM_RANGES[name]
+        try:
+            params[name] = allowed.kind(text)
+        except ValueError:
+            raise param_error(name, text, f"must be {allowed.describe()} ({allowed.meaning})") from None
+    _params(params)
+    return params
+
+
+def check_kind_params(kind: str, params: dict) -> IndexParams:
+    """``params`` as IndexParams, refusing unknown names and ones that ``kind`` does not use."""
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"Unknown index kind {kind!r}; choose one of {INDEX_KINDS}.")
+    unused = sorted(set(params) - set(KIND_PARAMS[kind]))
+    checked = _params(params)
+    if unused:
+        takes = ", ".join(KIND_PARAMS[kind]) or "no parameters"
+        raise ValueError(f"--index-param {unused[0]}: the {kind} index does not use {unused[0]}; it takes {takes}.")
+    return checked
+
+
 DEFAULT_REFINE = {"ivf_pq": 10}  # kinds whose plain recall@5 falls below 0.95 (benchmarks/retrieval.py)
 
 
@@ -156,7 +258,8 @@ class FaissIndex:
         return FaissIndex(clone, augmented=self.augmented, max_norm=self.max_norm)
 
     def set_search_params(self, *, ef_search: int | None = None, nprobe: int | None = None) -> None:
-        """Trade speed for recall at query time (HNSW ``ef_search``, IVF ``nprobe``)."""
+        """Trade speed for recall at query time (HNSW ``ef_search``, IVF ``nprobe``), range-checked."""
+        _params({name: value for name, value in (("ef_search", ef_search), ("nprobe", nprobe)) if value is not None})
         if ef_search is not None and self.kind == "hnsw":
             faiss.downcast_index(self.faiss_index).hnsw.efSearch = int(ef_search)
         if nprobe is not None and self.kind in ("ivf_pq", "ivf_sq8"):
@@ -233,6 +336,7 @@ class FaissIndex:
         os.close(fd)
         try:
             faiss.write_index(self.faiss_index, tmp)
+            fsync_file(tmp)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -308,8 +412,6 @@ def create_index(kind: str, dimension: int, **params) -> FaissIndex:
         return FaissIndex(index, augmented=True, max_norm=p.max_norm)
     quantizer = faiss.IndexFlatIP(dimension)
     if kind == "ivf_pq":
-        if dimension % p.pq_m:
-            raise ValueError(f"pq_m={p.pq_m} must divide the dimension {dimension}.")
         index = faiss.IndexIVFPQ(quantizer, dimension, p.nlist, p.pq_m, p.pq_nbits, faiss.METRIC_INNER_PRODUCT)
         # FAISS trains inner-product IVF centroids on the unit sphere; PQ then encodes residuals from those
         # unit-norm centroids, as long as the vectors themselves. Plain k-means centroids (cluster means)
@@ -351,10 +453,17 @@ def require_complete(ids: np.ndarray) -> np.ndarray:
 
 
 def _params(params: dict) -> IndexParams:
-    unknown = set(params) - set(PARAM_NAMES)
-    if unknown:
-        raise ValueError(f"Unknown index parameters {sorted(unknown)}; known ones are {PARAM_NAMES}.")
-    return IndexParams(**params)
+    return IndexParams(**{_known_name(name): value for name, value in params.items()})
+
+
+def _known_name(name: str) -> str:
+    """A parameter name as IndexParams spells it (FAISS's aliases accepted); ValueError naming the known ones."""
+    name = PARAM_ALIASES.get(name, name)
+    if name in PARAM_NAMES:
+        return name
+    close = [n for n in PARAM_NAMES if n.lower() == name.lower()] or difflib.get_close_matches(name, PARAM_NAMES, 2)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    raise ValueError(f"--index-param {name}: unknown index parameter; known ones are {', '.join(PARAM_NAMES)}.{hint}")
 
 
 def _kind_of(index: faiss.Index) -> str:

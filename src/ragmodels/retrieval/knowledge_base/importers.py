@@ -24,7 +24,7 @@ from .assemble import assemble, check_agreement
 from .chunking import batched
 from .knowledge_base import KnowledgeBase
 from .publish import staging
-from .readers import DocumentError
+from .readers import DocumentError, utf8_lines
 
 NPY_MAGIC = b"\x93NUMPY"
 PICKLE_PROTOCOL_OPCODE = 0x80
@@ -121,17 +121,16 @@ def _row_chunks(arrays: Sequence[np.ndarray], size: int) -> Iterator[np.ndarray]
 def _dpr_rows(path: Path) -> Iterator[tuple[str, str, str]]:
     """(id, text, title) rows of DPR's TSV, header checked; documents without text are refused."""
     csv.field_size_limit(sys.maxsize)
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t")
-        header = next(reader, None)
-        if header is None:
-            raise DocumentError(f"{path} is empty.")
-        if [h.strip() for h in header[:3]] != ["id", "text", "title"]:
-            raise DocumentError(f"{path}: expected DPR's header 'id<TAB>text<TAB>title', got {header}.")
-        for row in reader:
-            if len(row) < 3 or not row[1].strip():
-                raise DocumentError(f"{path}:{reader.line_num}: passage without text.")
-            yield row[0], row[1], row[2]
+    reader = csv.reader(iter(utf8_lines(path)), delimiter="\t")
+    header = next(reader, None)
+    if header is None:
+        raise DocumentError(f"{path} is empty.")
+    if [h.strip() for h in header[:3]] != ["id", "text", "title"]:
+        raise DocumentError(f"{path}: expected DPR's header 'id<TAB>text<TAB>title', got {header}.")
+    for row in reader:
+        if len(row) < 3 or not row[1].strip():
+            raise DocumentError(f"{path}:{reader.line_num}: passage without text.")
+        yield row[0], row[1], row[2]
 
 
 def _our_schema(batch: pa.RecordBatch, start: int, dim: int, source: Path) -> pa.Table:

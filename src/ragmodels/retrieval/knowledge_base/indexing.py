@@ -13,22 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ragmodels.retrieval.index import FaissIndex, IndexParams, create_index, default_refine
+from ragmodels.retrieval.index import KIND_PARAMS, FaissIndex, check_kind_params, create_index, default_refine
 
 from .arrow_files import embeddings_of, iter_batches
-
-KIND_PARAMS = {  # the IndexParams fields that matter to each kind (recorded in the manifest)
-    "flat": (),
-    "hnsw": ("M", "ef_construction", "ef_search", "max_norm", "refine"),
-    "ivf_pq": ("nlist", "nprobe", "pq_m", "pq_nbits", "train_size", "refine"),
-    "ivf_sq8": ("nlist", "nprobe", "train_size", "refine"),
-}
-
 
 def index_from_files(files: Sequence[Path], kind: str, params: dict, seed: int = 0) -> tuple[FaissIndex, dict]:
     """Build an index of ``kind`` over the embeddings of ``files``; return it and its resolved parameters."""
     count, dim = _shape(files)
-    resolved = IndexParams(**params).resolve(dim, count)
+    resolved = check_kind_params(kind, params).resolve(dim, count)
     if resolved.refine is None:
         resolved = replace(resolved, refine=default_refine(kind))
     if kind == "hnsw" and resolved.max_norm is None:

@@ -26,7 +26,7 @@ from ragmodels.retrieval.passages import PassageStore
 
 from .assemble import check_agreement
 from .manifest import INDEX_NAME, PASSAGES_DIR, Manifest, ManifestError, read_manifest, verify
-from .publish import recover
+from .publish import reading, recover
 
 
 class KnowledgeBase:
@@ -42,10 +42,11 @@ class KnowledgeBase:
         full SHA-256 with ``full_check``). Nothing is re-encoded; passages and index stay on disk."""
         path = Path(path)
         recover(path)
-        manifest = read_manifest(path)
-        verify(path, manifest, full=full_check)
-        passages = PassageStore.load(path / PASSAGES_DIR)
-        index = FaissIndex.read(path / INDEX_NAME, mmap=mmap)
+        with reading(path):  # one version: no publish swaps files in while they are checked and mapped
+            manifest = read_manifest(path)
+            verify(path, manifest, full=full_check)
+            passages = PassageStore.load(path / PASSAGES_DIR)
+            index = FaissIndex.read(path / INDEX_NAME, mmap=mmap)
         if len(passages) != manifest.passage_count or passages.dimension != manifest.dimension:
             raise ManifestError(f"The passages of {path} do not match its manifest (count or dimension).")
         check_agreement(index, len(passages), manifest.dimension)
@@ -115,6 +116,8 @@ class KnowledgeBase:
         retriever.set_index(self)
 
     # -- updates (each one writes a new version and publishes it atomically) ------------------------
+    # Each applies to the version on disk when it takes the writer lock (``publish``), which may be newer
+    # than ``self`` when another process updated the knowledge base meanwhile; ids are checked against it.
     def add(self, titles: Sequence[str], texts: Sequence[str], embeddings: np.ndarray | None = None,
             encoder=None) -> "KnowledgeBase":
         """Append passages (new ids len(self)..); embed them with ``encoder`` (default: the manifest's)."""

@@ -1,6 +1,8 @@
 """Adding, replacing and deleting passages without re-encoding the knowledge base.
 
-Every update writes a new version in a staging folder and publishes it atomically (see ``publish``):
+Every update takes the knowledge base's writer lock, reloads the version on disk (another process may
+have published a newer one since ``kb`` was loaded), writes the next version in a staging folder and
+publishes it atomically (see ``publish``):
   - add: the existing passage files are hard-linked, the new passages go into one new Arrow file, and
     their vectors are added to a copy of the index (ids continue from the passage count);
   - replace / delete: the passage files are rewritten in one streaming pass, and the index is refilled
@@ -24,10 +26,13 @@ from .arrow_files import ArrowFile, data_files, embeddings_of, iter_batches, pas
 from .assemble import assemble
 from .encoder import ContextEncoder
 from .indexing import index_from_files, refill
-from .publish import staging
+from .publish import staging, writer_lock
 
 if TYPE_CHECKING:
     from .knowledge_base import KnowledgeBase
+
+
+MAX_PASSAGE_CHARS = 100_000  # what a passage given directly may hold (builds split far below: see chunking)
 
 
 @dataclass(frozen=True)
@@ -40,32 +45,48 @@ class _NewRows:
 def add_passages(kb: KnowledgeBase, titles: Sequence[str], texts: Sequence[str],
                  embeddings: np.ndarray | None, encoder: ContextEncoder | None) -> Path:
     rows = _new_rows(kb, titles, texts, embeddings, encoder)
-    ids = [str(kb.manifest.next_id + i) for i in range(len(rows.texts))]
-    with staging(kb.path) as tmp:
-        new_file = tmp / "added.arrow"
-        with ArrowFile(new_file, kb.dimension) as f:
-            f.write(passages_table(ids, rows.titles, rows.texts, rows.embeddings))
-        sources = [*data_files(Path(kb.passages_path)), new_file]
-        index = _grown(kb, rows.embeddings, sources)
-        _assemble(kb, tmp, sources, index, next_id=kb.manifest.next_id + len(ids))
-        new_file.unlink()
+    with writer_lock(kb.path):
+        kb = _current(kb)
+        ids = [str(kb.manifest.next_id + i) for i in range(len(rows.texts))]
+        with staging(kb.path) as tmp:
+            new_file = tmp / "added.arrow"
+            with ArrowFile(new_file, kb.dimension) as f:
+                f.write(passages_table(ids, rows.titles, rows.texts, rows.embeddings))
+            sources = [*data_files(Path(kb.passages_path)), new_file]
+            index = _grown(kb, rows.embeddings, sources)
+            _assemble(kb, tmp, sources, index, next_id=kb.manifest.next_id + len(ids))
+            new_file.unlink()
     return kb.path
 
 
 def replace_passages(kb: KnowledgeBase, ids: Sequence[int], titles: Sequence[str], texts: Sequence[str],
                      embeddings: np.ndarray | None, encoder: ContextEncoder | None) -> Path:
     rows = _new_rows(kb, titles, texts, embeddings, encoder)
-    positions = _check_ids(kb, ids)
-    if len(positions) != len(rows.texts):
-        raise ValueError(f"Got {len(positions)} ids for {len(rows.texts)} replacement passages; give one id each.")
-    return _rewrite(kb, dict(zip(positions.tolist(), range(len(positions)))), rows, deleted=set())
+    with writer_lock(kb.path):
+        kb = _current(kb)
+        positions = _check_ids(kb, ids)
+        if len(positions) != len(rows.texts):
+            raise ValueError(f"Got {len(positions)} ids for {len(rows.texts)} replacement passages; give one id each.")
+        return _rewrite(kb, dict(zip(positions.tolist(), range(len(positions)))), rows, deleted=set())
 
 
 def delete_passages(kb: KnowledgeBase, ids: Sequence[int]) -> Path:
-    deleted = set(_check_ids(kb, ids).tolist())
-    if len(deleted) == len(kb):
-        raise ValueError("Deleting every passage would leave an empty knowledge base; build a new one instead.")
-    return _rewrite(kb, {}, None, deleted)
+    with writer_lock(kb.path):
+        kb = _current(kb)
+        deleted = set(_check_ids(kb, ids).tolist())
+        if len(deleted) == len(kb):
+            raise ValueError("Deleting every passage would leave an empty knowledge base; build a new one instead.")
+        return _rewrite(kb, {}, None, deleted)
+
+
+def _current(kb: KnowledgeBase) -> KnowledgeBase:
+    """The version of ``kb`` on disk now (under the writer lock nobody else publishes until we do)."""
+    from .knowledge_base import KnowledgeBase
+
+    current = KnowledgeBase.load(kb.path)
+    if current.dimension != kb.dimension:
+        raise ValueError(f"The knowledge base at {kb.path} was rebuilt with {current.dimension}-d vectors meanwhile.")
+    return current
 
 
 def _rewrite(kb: KnowledgeBase, replaced: dict[int, int], rows: _NewRows | None, deleted: set[int]) -> Path:
@@ -107,6 +128,13 @@ def _new_rows(kb: KnowledgeBase, titles: Sequence[str], texts: Sequence[str], em
         raise ValueError(f"Give one title per text and at least one passage (got {len(titles)} titles, {len(texts)} texts).")
     if any(not t.strip() for t in texts):
         raise ValueError("A passage without text cannot be added to a knowledge base.")
+    longest = max(range(len(texts)), key=lambda i: len(texts[i]))
+    if len(texts[longest]) > MAX_PASSAGE_CHARS:
+        raise ValueError(
+            f"Passage {longest} has {len(texts[longest])} characters, more than the {MAX_PASSAGE_CHARS} a passage may "
+            "have (every question that retrieves it would pay for all of them); split it first, e.g. with "
+            "ragmodels.retrieval.knowledge_base.chunking.split_document or ragmodels index add."
+        )
     if embeddings is None:
         embeddings = _encoder_for(kb, encoder).encode(titles, texts)
     embeddings = np.asarray(embeddings, dtype=np.float32)  # (n, dim)
@@ -123,7 +151,11 @@ def _encoder_for(kb: KnowledgeBase, encoder: ContextEncoder | None) -> ContextEn
         return encoder
     if kb.manifest.encoder is None:
         raise ValueError(f"The knowledge base at {kb.path} does not record its encoder; pass embeddings or an encoder.")
-    return ContextEncoder.from_pretrained(kb.manifest.encoder, kb.manifest.pooling)
+    try:
+        return ContextEncoder.from_pretrained(kb.manifest.encoder, kb.manifest.pooling)
+    except ValueError as err:
+        raise ValueError(f"The encoder that built {kb.path} (its manifest's) cannot be loaded: {err} Pass embeddings "
+                         "or an encoder that makes the same vectors.") from None
 
 
 def _check_ids(kb: KnowledgeBase, ids: Sequence[int]) -> np.ndarray:
