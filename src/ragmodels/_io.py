@@ -69,11 +69,17 @@ def save_staged(target: str | os.PathLike, write: Callable[[Path], object]) -> P
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write one file through a temporary sibling, fsync and a rename (then fsync the folder)."""
+    """Write one file through a temporary sibling, fsync and a rename (then fsync the folder).
+
+    The file gets the permissions a plain ``open(path, "w")`` would give it (0666 less the umask; an existing
+    file keeps its own), not mkstemp's 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o7777 if path.is_file() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
