@@ -82,8 +82,23 @@ def test_one_retrieval_per_batch_and_batching_does_not_change_answers(pipe, monk
 
 def test_kwargs_override_options_and_empty_questions_are_refused(pipe):
     assert len(pipe.answer(QUESTIONS[:1], FAST, n_docs=2)[0].passages) == 2
-    with pytest.raises(ValueError, match="no empty ones"):
-        pipe.answer(["ok", "  "], FAST)
+    with pytest.raises(ValueError, match=r"no empty ones: the questions at positions \[1, 2\]"):
+        pipe.answer(["ok", "  ", ""], FAST)
+    with pytest.raises(ValueError, match="at least one question"):
+        pipe.answer([], FAST)
+
+
+def test_a_long_question_is_truncated_not_refused(pipe):
+    """Only the user's raw text is checked: a question longer than the question encoder reads is answered."""
+    long_question = " ".join([QUESTIONS[0]] * 200)  # far beyond MAX_QUESTION_TOKENS
+    assert len(pipe.answer([long_question], FAST, n_docs=2)[0].passages) == 2
+
+
+def test_ask_refuses_empty_questions_before_loading_anything(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ask", "What is the capital of Peru?", "   ", "--no-worker"])
+    assert exit_info.value.code == 2
+    assert "the questions at positions [1] (counting from 0) are empty or only whitespace" in capsys.readouterr().err
 
 
 def test_copy_from_context_answers_are_spans_of_the_passages(pipe, tiny_rag_checkpoint, tiny_knowledge_base, capsys):

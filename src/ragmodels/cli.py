@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .questions import check_questions
+
 
 def add_index_commands(subparsers: argparse._SubParsersAction) -> None:
     """``ragmodels index build|info|add|delete|import-dpr|import-hf|tokens|shard``: knowledge bases."""
@@ -181,6 +183,11 @@ def main(argv: Sequence[str] | None = None, *, use_worker: bool | None = None) -
     args = parser.parse_args(argv)
     if args.group == "ask" and not args.questions and not args.stop_worker:
         args.ask_parser.error("the following arguments are required: questions")
+    if args.group == "ask" and args.questions:
+        try:
+            check_questions(args.questions)
+        except ValueError as e:
+            args.ask_parser.error(str(e))
     args.use_worker = as_program if use_worker is None else use_worker
     quick_exit = as_program and args.group == "ask"
     if as_program and args.group in ("ask", "serve"):

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import torch
 
 from .config import RagConfig
+from .questions import check_questions
 from .tokenization import RagTokenizer
 
 HEADS = {"RagTokenForGeneration": "token", "RagSequenceForGeneration": "sequence"}
@@ -162,8 +163,7 @@ class RagPipeline:
     def answer(self, questions: list[str], options: DecodingOptions | None = None, **kwargs: Any) -> list[Answer]:
         """One answer per question; ``kwargs`` are DecodingOptions fields (n_docs, num_beams, max_new_tokens, ...)."""
         options = replace(options or DecodingOptions(), **kwargs)
-        if not questions or any(not q.strip() for q in questions):
-            raise ValueError("Give at least one question, and no empty ones.")
+        check_questions(questions)  # before tokenizing: a question that is only truncated is not empty
         n_docs = options.n_docs or self.model.config.n_docs
         encoded = self.tokenizer.question_encoder(
             questions, padding=True, truncation=True, max_length=MAX_QUESTION_TOKENS, return_tensors="pt"
