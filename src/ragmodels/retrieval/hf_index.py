@@ -40,8 +40,7 @@ class IndexedPassages:
     @classmethod
     def load(cls, passages_path: str | os.PathLike | None, index_path: str | os.PathLike | None) -> "IndexedPassages":
         """Passages folder (``save_to_disk``) now; the index file (memory-mapped) on ``init_index``."""
-        passages, loader = _load_parts(passages_path, index_path)
-        return cls(passages, index_loader=loader)
+        return cls(_checked_passages(passages_path, index_path), index_loader=lambda: _read_index(index_path))
 
     def is_initialized(self) -> bool:
         return self.index is not None
@@ -119,8 +118,7 @@ class CustomHFIndex(IndexedPassages):
                        index_path: str | os.PathLike | None) -> "CustomHFIndex":
         """Passages saved by ``dataset.save_to_disk(dataset_path)`` (memory-mapped now) and the index saved by
         ``dataset.get_index('embeddings').save(index_path)`` (memory-mapped on ``init_index``)."""
-        passages, _ = _load_parts(dataset_path, index_path)
-        return cls(vector_size, passages, index_path)
+        return cls(vector_size, _checked_passages(dataset_path, index_path), index_path)
 
     @property
     def dataset(self):
@@ -138,9 +136,8 @@ def is_dataset(obj: Any) -> bool:
     return datasets is not None and isinstance(obj, datasets.Dataset)
 
 
-def _load_parts(passages_path: str | os.PathLike | None,
-                index_path: str | os.PathLike | None) -> tuple[PassageStore, Callable[[], FaissIndex]]:
-    """The passages folder (memory-mapped) and a loader of the index file, after checking both are there."""
+def _checked_passages(passages_path: str | os.PathLike | None, index_path: str | os.PathLike | None) -> PassageStore:
+    """The passages folder (memory-mapped), after checking that both it and the index file are given and there."""
     if passages_path is None or index_path is None:
         raise ValueError(
             "A custom index needs passages_path and index_path: save the passages with "
@@ -148,7 +145,7 @@ def _load_parts(passages_path: str | os.PathLike | None,
         )
     if not Path(index_path).is_file():
         raise ValueError(f"No FAISS index file at index_path={index_path}; point index_path at the saved index.")
-    return PassageStore.load(passages_path), lambda: _read_index(index_path)
+    return PassageStore.load(passages_path)
 
 
 def _read_index(index_path: str | os.PathLike) -> FaissIndex:
