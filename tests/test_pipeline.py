@@ -86,6 +86,19 @@ def test_kwargs_override_options_and_empty_questions_are_refused(pipe):
         pipe.answer(["ok", "  "], FAST)
     with pytest.raises(ValueError, match="Question 1 .* has no text left after the question tokenizer"):
         pipe.answer(["x" * 1000], FAST)  # one 1000-character word: a single unknown token
+    with pytest.raises(ValueError, match="at least one question"):
+        pipe.answer([], FAST)
+
+
+def test_a_long_question_is_truncated_not_refused(pipe):
+    """Only the user's raw text is checked: a question longer than the question encoder reads is answered."""
+    long_question = " ".join([QUESTIONS[0]] * 30)  # ~1000 characters, ~240 tokens: beyond MAX_QUESTION_TOKENS
+    assert len(pipe.answer([long_question], FAST, n_docs=2)[0].passages) == 2
+
+
+def test_ask_refuses_empty_questions_before_loading_anything(capsys):
+    assert main(["ask", "What is the capital of Peru?", "   ", "--no-worker"]) == 1
+    assert "Question 2 is empty" in capsys.readouterr().err
 
 
 def test_copy_from_context_answers_are_spans_of_the_passages(pipe, tiny_rag_checkpoint, tiny_knowledge_base, capsys):

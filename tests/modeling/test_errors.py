@@ -1,4 +1,7 @@
-"""Bad input gives a ValueError that names the problem and the fix, not a deep torch stack trace."""
+"""Bad input gives a ValueError that names the problem and the fix, not a deep torch stack trace.
+
+Where transformers' RAG asserts instead, the ValueError is a ``RagInputError``, also an AssertionError.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,9 @@ from contextlib import contextmanager
 import pytest
 import torch
 
+import ragmodels
 from ragmodels import RagTokenForGeneration
+from ragmodels.errors import RagInputError
 
 from .conftest import answer_labels
 
@@ -134,3 +139,29 @@ def test_retrieved_embedding_size_mismatch_without_index_info(rag_pair, question
         pair.ours.set_retriever(ShortEmbeddingRetriever(pair.retriever))
         with pytest.raises(ValueError, match=r"retrieval_vector_size of the index \(16\) does not match"):
             pair.ours(**questions, labels=answer_labels(pair.generator_tokenizer))
+
+
+# Cases where transformers' RAG asserts: code written for it catches AssertionError, ours a ValueError.
+REFERENCE_ASSERTS = ["contexts_not_multiple_of_n_docs", "doc_scores_shape", "no_retriever_no_contexts",
+                     "no_retriever_partial_contexts", "retrieve_without_retriever"]
+
+
+@pytest.mark.parametrize("case", REFERENCE_ASSERTS)
+def test_where_the_reference_asserts_the_error_is_also_an_assertion_error(rag_pair, questions, given, case):
+    pair = rag_pair("token")
+    call, message = CASES[case]
+    with pytest.raises(AssertionError, match=message) as error:
+        call(pair.ours, questions, given, answer_labels(pair.generator_tokenizer))
+    assert isinstance(error.value, ValueError) and type(error.value) is RagInputError
+
+
+@pytest.mark.parametrize("head", ["token", "sequence"])
+def test_generate_with_a_wrong_n_docs_is_an_assertion_error_too(rag_pair, given, head):
+    """Contexts of 3 passages per question given with n_docs=2: the reference's generate asserts."""
+    with pytest.raises(AssertionError, match="must be a multiple of n_docs=2"):
+        rag_pair(head).ours.generate(**given, n_docs=2, num_beams=1, max_new_tokens=2)
+
+
+def test_the_error_class_is_both_kinds():
+    assert issubclass(RagInputError, ValueError) and issubclass(RagInputError, AssertionError)
+    assert ragmodels.RagInputError is RagInputError

@@ -93,6 +93,17 @@ def test_retrieve_and_call_equal_rag_retriever(retrievers, question_tokenizer, n
         np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
 
 
+def test_chunked_search_over_shards_equals_one_search(retrievers, monkeypatch):
+    """retrieval_batch_size != 8: one get_top_docs per chunk over the shards, the same passages."""
+    single, sharded = retrievers
+    monkeypatch.setattr(sharded, "batch_size", 2)
+    calls = []
+    get_top_docs = sharded.index.get_top_docs
+    monkeypatch.setattr(sharded.index, "get_top_docs", lambda q, n: calls.append(len(q)) or get_top_docs(q, n))
+    assert_same_retrieval(single, sharded, query_vectors(5), 3)
+    assert calls == [2, 2, 1]
+
+
 def test_model_forward_and_generate_are_the_same(retrievers, config, question_tokenizer, bart_tokenizer):
     encoded = question_tokenizer(QUESTIONS, padding=True, return_tensors="pt")
     questions = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}

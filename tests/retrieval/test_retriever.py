@@ -182,12 +182,20 @@ def test_n_docs_out_of_range(ours, n_docs):
         ours.retrieve(query_vectors(), n_docs)
 
 
-def test_empty_questions(ours, question_tokenizer):
+def test_no_question_vectors(ours):
     with pytest.raises(ValueError, match="non-empty"):
         ours.retrieve(np.zeros((0, DIM), np.float32), 2)
-    empty_ids = question_tokenizer([""], padding=True)["input_ids"]
-    with pytest.raises(ValueError, match=r"Questions \[0\] are empty"):
-        ours(empty_ids, query_vectors(1), n_docs=2)
+
+
+def test_questions_that_decode_to_no_text_warn_and_go_on_as_the_reference(
+        ours, bart_config, question_tokenizer, bart_tokenizer, passage_dataset, reference_retriever):
+    """Rows of only special tokens (padding rows, ids of another tokenizer) are retrieved for, with a warning."""
+    ids = question_tokenizer(["", "who wrote the book", ""], padding=True)["input_ids"]  # rows 0, 2: [CLS] [SEP] pads
+    q = query_vectors()
+    with pytest.warns(UserWarning, match=r"question rows \[0, 2\] decode to no text"):
+        got = ours(ids, q, n_docs=2)
+    reference = reference_retriever(bart_config, question_tokenizer, bart_tokenizer, passage_dataset)
+    assert_same_outputs(got, reference(ids, q, n_docs=2))
 
 
 def test_question_count_mismatch(ours, question_ids):

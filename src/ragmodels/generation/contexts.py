@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import RagInputError
+
 
 @dataclass
 class Contexts:
@@ -43,7 +45,7 @@ def resolve_contexts(
     rag = model.rag
     if context_input_ids is None and rag.retriever is not None:
         if input_ids is None:
-            raise ValueError("Give input_ids (the questions) or context_input_ids/context_attention_mask/doc_scores.")
+            raise RagInputError("Give input_ids (the questions) or context_input_ids/context_attention_mask/doc_scores.")
         if hasattr(rag, "retrieve_contexts"):
             retrieved = rag.retrieve_contexts(input_ids, attention_mask, n_docs=n_docs)
             context_input_ids = retrieved.context_input_ids
@@ -63,18 +65,18 @@ def resolve_contexts(
             embeds = out["retrieved_doc_embeds"].to(q)  # (B, k, d)
             doc_scores = torch.bmm(q.unsqueeze(1), embeds.transpose(1, 2)).squeeze(1)  # (B, k)
     if context_input_ids is None or doc_scores is None:
-        raise ValueError(
+        raise RagInputError(
             "No retriever is set: pass context_input_ids, context_attention_mask and doc_scores "
             "(or set a retriever with set_retriever(...))."
         )
     if context_attention_mask is None:
         context_attention_mask = torch.ones_like(context_input_ids)
     if context_input_ids.shape[0] % n_docs != 0:
-        raise ValueError(
+        raise RagInputError(
             f"The first dimension of context_input_ids ({context_input_ids.shape[0]}) must be a multiple of "
             f"n_docs={n_docs}; pass the n_docs the contexts were retrieved with."
         )
     batch = context_input_ids.shape[0] // n_docs
     if tuple(doc_scores.shape) != (batch, n_docs):
-        raise ValueError(f"doc_scores has shape {tuple(doc_scores.shape)}, expected (batch_size, n_docs) = {(batch, n_docs)}.")
+        raise RagInputError(f"doc_scores has shape {tuple(doc_scores.shape)}, expected (batch_size, n_docs) = {(batch, n_docs)}.")
     return Contexts(context_input_ids, context_attention_mask, doc_scores, n_docs)

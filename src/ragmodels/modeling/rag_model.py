@@ -14,6 +14,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, PreTraine
 from transformers.cache_utils import Cache
 
 from ..config import RagConfig
+from ..errors import RagInputError
 from ..encoding import pool, resolve_pooling
 from ..loading import check_loading_info, load_pretrained
 from . import question_encoder as qe
@@ -89,7 +90,7 @@ class RagPreTrainedModel(PreTrainedModel):
             model = part_kwargs.pop("model", None)
             if model is None:
                 if path is None:
-                    raise ValueError(
+                    raise RagInputError(
                         f"Give {part}_pretrained_model_name_or_path, or a ready model as {part}_model=..."
                     )
                 if "config" not in part_kwargs:
@@ -112,13 +113,13 @@ def _as_rag_config(config: PreTrainedConfig | None, question_encoder, generator,
     """Our RagConfig from a given config (ours or the reference's) or from the two sub-models."""
     if config is None:
         if question_encoder is None or generator is None:
-            raise ValueError("Give either a RagConfig or both a question_encoder and a generator.")
+            raise RagInputError("Give either a RagConfig or both a question_encoder and a generator.")
         return RagConfig.from_question_encoder_generator_configs(question_encoder.config, generator.config, **kwargs)
     if isinstance(config, RagConfig):
         return config
     if getattr(config, "model_type", None) == "rag":
         return RagConfig.from_dict(config.to_dict())
-    raise ValueError(f"config must be a RagConfig, got {type(config).__name__}.")
+    raise RagInputError(f"config must be a RagConfig, got {type(config).__name__}.")
 
 
 def merge_cache_kwargs(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
@@ -184,7 +185,7 @@ class RagModel(RagPreTrainedModel):
     ) -> RetrievedContexts:
         """Call the retriever with q and score its passages; q (B, d)."""
         if self.retriever is None:
-            raise ValueError(
+            raise RagInputError(
                 "No retriever is set: call set_retriever(retriever) (or pass retriever= when loading), or pass "
                 "context_input_ids, context_attention_mask and doc_scores yourself."
             )
@@ -287,11 +288,11 @@ class RagModel(RagPreTrainedModel):
                 )
                 if value is None
             ]
-            raise ValueError(
+            raise RagInputError(
                 f"No retriever is set, so {', '.join(missing)} must be passed; or set one with set_retriever(...)."
             )
         if doc_scores is None:
-            raise ValueError("doc_scores (batch_size, n_docs) must be passed together with encoder_outputs.")
+            raise RagInputError("doc_scores (batch_size, n_docs) must be passed together with encoder_outputs.")
         _check_context_shapes(context_input_ids, context_attention_mask, encoder_outputs, doc_scores, n_docs)
 
         if decoder_input_ids is not None:  # one copy of the target per passage: (B, T) -> (B*k, T)
@@ -377,20 +378,20 @@ def _check_context_shapes(
     else:
         rows, source = encoder_outputs[0].shape[0], "encoder_outputs"
     if rows % n_docs != 0:
-        raise ValueError(
+        raise RagInputError(
             f"The first dimension of {source} ({rows}) must be a multiple of n_docs={n_docs} "
             "(batch_size * n_docs rows, the passages of each question in a row); pass the n_docs the contexts "
             "were retrieved with."
         )
     if context_attention_mask is not None and context_input_ids is not None:
         if context_attention_mask.shape != context_input_ids.shape:
-            raise ValueError(
+            raise RagInputError(
                 f"context_attention_mask has shape {tuple(context_attention_mask.shape)} but context_input_ids "
                 f"has {tuple(context_input_ids.shape)}; they must match."
             )
     expected = (rows // n_docs, n_docs)
     if doc_scores.dim() != 2 or tuple(doc_scores.shape) != expected:
-        raise ValueError(
+        raise RagInputError(
             f"doc_scores has shape {tuple(doc_scores.shape)} but must be (batch_size, n_docs) = {expected} for "
             f"{rows} context rows and n_docs={n_docs}."
         )

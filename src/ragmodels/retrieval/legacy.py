@@ -85,10 +85,14 @@ class LegacyIndex:
 
     def retrieve(self, question_hidden_states: np.ndarray, n_docs: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
         """(bs, d) queries -> embeddings float32 (bs, n, d), DPR passage ids int64 (bs, n), doc_dicts."""
+        doc_ids, embeds = self.get_top_docs(question_hidden_states, n_docs)
+        return embeds, doc_ids, self.get_doc_dicts(doc_ids)
+
+    def get_top_docs(self, question_hidden_states: np.ndarray, n_docs: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """The reference's search: (bs, d) -> DPR passage ids int64 (bs, n), stored embeddings float32 (bs, n, d)."""
         _, index_ids = self.index.search(question_hidden_states, n_docs)  # (bs, n)
         require_complete(index_ids)
-        doc_ids = self.index_id_to_db_id[index_ids]  # (bs, n)
-        return self.index.reconstruct(index_ids), doc_ids, self.get_doc_dicts(doc_ids)
+        return self.index_id_to_db_id[index_ids], self.index.reconstruct(index_ids)
 
     def get_doc_dicts(self, doc_ids: np.ndarray) -> list[dict]:
         """Titles and texts of DPR passage ids (bs, n), in one Arrow take."""

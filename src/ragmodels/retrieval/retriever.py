@@ -5,19 +5,21 @@ Same constructor, ``from_pretrained`` / ``save_pretrained`` files and ``__call__
 generator-tokenizer call (the reference searches in chunks of 8 and reads passages row by row).
 Knowledge bases (``config.index_name``):
   - "custom": a ``datasets.Dataset`` with a FAISS index on "embeddings" (in memory), or
-    ``passages_path`` (a ``save_to_disk`` folder) + ``index_path`` (a FAISS file);
+    ``passages_path`` (a ``save_to_disk`` folder) + ``index_path`` (a FAISS file) (``hf_index.py``);
   - "exact" / "compressed": wiki_dpr through ``datasets`` (``hub.py``);
   - "legacy": DPR's files (``legacy.py``), read without unpickling.
+``index=`` also takes any object with the reference's index API (``get_top_docs``, ``get_doc_dicts``).
+Search runs in chunks of ``config.retrieval_batch_size`` (one ``index.get_top_docs`` per chunk, as the
+reference) when it is not the default 8, and always for indexes of the reference's API; our own kinds at
+the default search the whole batch at once (same results: chunking only bounds memory).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
-import sys
-from collections.abc import Callable
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,10 @@ from transformers import BatchEncoding, PreTrainedTokenizerBase
 from .._io import staged_dir
 from ..config import RagConfig
 from ..tokenization import RagTokenizer
-from . import hub
 from .contextualize import ContextCache, contextualize, decode_questions, tokenize_docs, vocab_size
-from .index import FaissIndex, refine_factor, require_complete
+from .hf_index import CustomHFIndex, IndexedPassages, is_dataset
+from .hub import CanonicalHFIndex
+from .index import FaissIndex
 from .legacy import LegacyIndex
 from .passage_tokens import PassageTokens, build_passage_tokens, find_passage_tokens
 from .passages import PassageStore
@@ -39,79 +42,7 @@ logger = logging.getLogger(__name__)
 INDEX_FILENAME = "hf_dataset_index.faiss"  # file names of a saved custom index, as the reference
 PASSAGES_DIRNAME = "hf_dataset"
 _KB_LAYOUTS = ((PASSAGES_DIRNAME, INDEX_FILENAME), ("passages", "index.faiss"))  # retriever folder, KB folder
-
-
-class IndexedPassages:
-    """A FAISS index over a passage store, FAISS id i = passage row i (custom and wiki_dpr indexes).
-
-    The index may be loaded later (``init_index``): ``index_loader`` is called once, on first need.
-    """
-
-    def __init__(self, passages: PassageStore, index: FaissIndex | None = None,
-                 index_loader: Callable[[], FaissIndex] | None = None):
-        if index is None and index_loader is None:
-            raise ValueError("Give the FAISS index of the passages, or how to load it.")
-        self.passages = passages
-        self.index = index
-        self._index_loader = index_loader
-
-    @classmethod
-    def from_dataset(cls, dataset, index_path: str | os.PathLike | None = None) -> "IndexedPassages":
-        """A ``datasets.Dataset`` with its FAISS index attached on "embeddings" (or saved at ``index_path``)."""
-        passages = PassageStore.from_dataset(dataset)
-        if "embeddings" in dataset.list_indexes():
-            return cls(passages, FaissIndex(dataset.get_index("embeddings").faiss_index))
-        if index_path is None:
-            raise ValueError(
-                "Missing faiss index in the dataset. Make sure you called `dataset.add_faiss_index('embeddings', ...)` "
-                "or `dataset.load_faiss_index('embeddings', file)`, or give index_path."
-            )
-        return cls(passages, index_loader=lambda: FaissIndex.read(index_path))
-
-    @classmethod
-    def load(cls, passages_path: str | os.PathLike | None, index_path: str | os.PathLike | None) -> "IndexedPassages":
-        """Passages folder (``save_to_disk``) now; the index file (memory-mapped) on ``init_index``."""
-        if passages_path is None or index_path is None:
-            raise ValueError(
-                "A custom index needs passages_path and index_path: save the passages with "
-                "dataset.save_to_disk(passages_path) and the index with dataset.get_index('embeddings').save(index_path)."
-            )
-        if not Path(index_path).is_file():
-            raise ValueError(f"No FAISS index file at index_path={index_path}; point index_path at the saved index.")
-        passages = PassageStore.load(passages_path)
-        return cls(passages, index_loader=lambda: _read_index(index_path))
-
-    def is_initialized(self) -> bool:
-        return self.index is not None
-
-    def init_index(self) -> None:
-        if self.index is None:
-            self.index = self._index_loader()
-            if self.index.ntotal != len(self.passages):
-                raise ValueError(
-                    f"The index {self.index.path} holds {self.index.ntotal} vectors but the passages at "
-                    f"{self.passages.source} are {len(self.passages)}; they do not belong together."
-                )
-        if getattr(self.index, "refine_vectors", True) is None:
-            self.index.refine_vectors = self.passages.embeddings  # exact re-ranking reads the passages' vectors
-
-    @property
-    def dimension(self) -> int:
-        return self.index.dimension if self.index is not None else self.passages.dimension
-
-    def __len__(self) -> int:
-        return len(self.passages)
-
-    def retrieve(self, question_hidden_states: np.ndarray, n_docs: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-        """(bs, d) -> embeddings float32 (bs, n, d) from the passages, ids int64 (bs, n), doc_dicts."""
-        _, ids = self.index.search(question_hidden_states, n_docs)  # (bs, n)
-        doc_dicts, embeds = self.passages.lookup(require_complete(ids))  # one take; embeds (bs, n, d)
-        for doc_dict, doc_embeds in zip(doc_dicts, embeds):
-            doc_dict["embeddings"] = doc_embeds  # as the reference's numpy-formatted rows
-        return embeds, ids, doc_dicts
-
-    def get_doc_dicts(self, doc_ids: np.ndarray) -> list[dict]:
-        return self.passages.fetch(doc_ids)
+DEFAULT_RETRIEVAL_BATCH_SIZE = 8  # the reference's default, in every saved config: search the batch at once
 
 
 class RagRetriever:
@@ -123,7 +54,7 @@ class RagRetriever:
         self.question_encoder_tokenizer = question_encoder_tokenizer
         self.generator_tokenizer = generator_tokenizer
         self.n_docs = config.n_docs
-        self.batch_size = config.retrieval_batch_size  # kept for API parity; search is never chunked
+        self.batch_size = config.retrieval_batch_size  # questions per index search (see ``retrieve``)
         self.ctx_encoder_tokenizer: PreTrainedTokenizerBase | None = None
         self.return_tokenized_docs = False
         self._context_cache: ContextCache | None = None
@@ -145,8 +76,8 @@ class RagRetriever:
                 )
             return LegacyIndex(config.retrieval_vector_size, config.index_path)
         if config.index_name == "custom":
-            return IndexedPassages.load(config.passages_path, config.index_path)
-        return IndexedPassages(hub.load_passages(config), index_loader=lambda: hub.load_index(config))
+            return CustomHFIndex.load_from_disk(config.retrieval_vector_size, config.passages_path, config.index_path)
+        return CanonicalHFIndex.from_config(config)
 
     @classmethod
     def from_pretrained(cls, retriever_name_or_path: str | os.PathLike, indexed_dataset=None,
@@ -156,7 +87,7 @@ class RagRetriever:
         rag_tokenizer = RagTokenizer.from_pretrained(retriever_name_or_path, config=config)
         if indexed_dataset is not None:
             config.index_name = "custom"
-            index = IndexedPassages.from_dataset(indexed_dataset)
+            index = CustomHFIndex(config.retrieval_vector_size, indexed_dataset)
         else:
             _relocate_custom_paths(config, Path(retriever_name_or_path))
             index = cls._build_index(config)
@@ -174,6 +105,7 @@ class RagRetriever:
         writes_kb = isinstance(self.index, IndexedPassages) and config.index_name == "custom"
         with staged_dir(save_directory) as tmp:
             if writes_kb and config.index_path is None:
+                self.index.init_index()
                 self.index.index.save(tmp / INDEX_FILENAME)
                 config.index_path = str(save_directory / INDEX_FILENAME)
             if writes_kb and config.passages_path is None:
@@ -198,8 +130,9 @@ class RagRetriever:
         """Swap the knowledge base of a live retriever.
 
         Accepts a ``datasets.Dataset`` with a FAISS index, a ``FaissIndex`` with its ``passages``, an object
-        with ``.index`` and ``.passages`` (a built knowledge base), a ``LegacyIndex`` / ``IndexedPassages``,
-        or a folder holding passages + index (a saved retriever's or a knowledge base's layout).
+        with ``.index`` and ``.passages`` (a built knowledge base), an index object (``CustomHFIndex``,
+        ``CanonicalHFIndex``, ``LegacyIndex``, or any with ``get_top_docs`` / ``get_doc_dicts``), or a folder
+        holding passages + index (a saved retriever's or a knowledge base's layout).
         """
         new_index = self._knowledge_base(index_or_dataset_or_path, passages)
         new_index.init_index()
@@ -208,12 +141,21 @@ class RagRetriever:
         self.config.passages_path, self.config.index_path = _paths_of(new_index)
 
     def retrieve(self, question_hidden_states: np.ndarray, n_docs: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-        """Top ``n_docs`` passages of each question vector, one search for the whole batch.
+        """Top ``n_docs`` passages of each question vector.
 
-        Returns retrieved_doc_embeds float32 (bs, n_docs, d), doc_ids int64 (bs, n_docs), doc_dicts.
+        Our knowledge bases at the default ``retrieval_batch_size`` (8) search the whole batch at once; otherwise
+        the batch is searched in chunks of ``retrieval_batch_size``, one ``index.get_top_docs`` call each (as the
+        reference). Both give the same results. Returns retrieved_doc_embeds float32 (bs, n_docs, d), doc_ids
+        int64 (bs, n_docs), doc_dicts.
         """
         question_hidden_states = self._check_query(question_hidden_states, n_docs)  # (bs, d)
-        return self.index.retrieve(question_hidden_states, n_docs)
+        if self.batch_size == DEFAULT_RETRIEVAL_BATCH_SIZE and hasattr(self.index, "retrieve"):
+            return self.index.retrieve(question_hidden_states, n_docs)
+        chunks = [self.index.get_top_docs(question_hidden_states[start : start + self.batch_size], n_docs)
+                  for start in range(0, len(question_hidden_states), self.batch_size)]
+        doc_ids = np.concatenate([np.asarray(ids, dtype=np.int64) for ids, _ in chunks])  # (bs, n_docs)
+        embeds = np.concatenate([np.asarray(vectors, dtype=np.float32) for _, vectors in chunks])  # (bs, n_docs, d)
+        return embeds, doc_ids, self.index.get_doc_dicts(doc_ids)
 
     @property
     def context_cache(self) -> ContextCache:
@@ -269,9 +211,15 @@ class RagRetriever:
         questions = decode_questions(question_input_ids, self.question_encoder_tokenizer)
         if len(questions) != len(doc_ids):
             raise ValueError(f"Got {len(questions)} questions' input ids but {len(doc_ids)} question vectors.")
-        empty = [i for i, q in enumerate(questions) if not q.strip()]
-        if empty:
-            raise ValueError(f"Questions {empty} are empty after decoding their input ids; give non-empty questions.")
+        textless = [i for i, q in enumerate(questions) if not q.strip()]
+        if textless:  # padding rows, ids of another tokenizer: the reference goes on, and so do we
+            warnings.warn(
+                f"The input ids of question rows {textless} decode to no text with the question encoder's tokenizer "
+                "(only special or padding tokens); their passages were retrieved with their vectors and their "
+                "generator inputs hold no question text. Check that input_ids come from the question encoder's "
+                "tokenizer.",
+                stacklevel=2,
+            )
         context_input_ids, context_attention_mask = contextualize(
             docs, questions, self.generator_tokenizer, prefix=prefix, title_sep=self.config.title_sep,
             doc_sep=self.config.doc_sep, max_length=self.config.max_combined_length, return_tensors=return_tensors,
@@ -290,36 +238,42 @@ class RagRetriever:
         return BatchEncoding(outputs, tensor_type=return_tensors)
 
     def _check_query(self, question_hidden_states: Any, n_docs: int) -> np.ndarray:
-        if not self.index.is_initialized():
+        if hasattr(self.index, "is_initialized") and not self.index.is_initialized():
             raise ValueError("The retriever's index is not loaded yet; call retriever.init_retrieval() first.")
         if hasattr(question_hidden_states, "detach"):  # a torch tensor
             question_hidden_states = question_hidden_states.detach().cpu().float().numpy()
         queries = np.ascontiguousarray(question_hidden_states, dtype=np.float32)
         if queries.ndim != 2 or queries.shape[0] == 0:
             raise ValueError(f"question_hidden_states must be a non-empty (batch, dim) array, got shape {queries.shape}.")
-        if queries.shape[1] != self.index.dimension:
+        dimension = getattr(self.index, "dimension", None) or getattr(self.index, "vector_size", None)
+        if dimension is not None and queries.shape[1] != dimension:
             raise ValueError(
-                f"retrieval_vector_size {queries.shape[1]} does not match the index dimension {self.index.dimension}: "
-                f"the question vectors are {queries.shape[1]}-d but the knowledge base holds {self.index.dimension}-d "
+                f"retrieval_vector_size {queries.shape[1]} does not match the index dimension {dimension}: "
+                f"the question vectors are {queries.shape[1]}-d but the knowledge base holds {dimension}-d "
                 "passage embeddings. Use the question encoder the index was built for, or rebuild the index."
             )
-        if not 1 <= n_docs <= len(self.index):
-            raise ValueError(f"n_docs={n_docs} must be between 1 and the number of passages ({len(self.index)}).")
+        size = len(self.index) if hasattr(self.index, "__len__") else None
+        if n_docs < 1 or (size is not None and n_docs > size):
+            raise ValueError(f"n_docs={n_docs} must be between 1 and the number of passages ({size}).")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"retrieval_batch_size={self.batch_size!r} must be a positive number of questions per search.")
         return queries
 
 
 def _as_knowledge_base(obj: Any, passages: PassageStore | None = None):
-    """Normalize what ``index=`` / ``set_index`` accept into an IndexedPassages or LegacyIndex."""
+    """Normalize what ``index=`` / ``set_index`` accept into an index object (ours, or one of the reference's API)."""
     if isinstance(obj, (IndexedPassages, LegacyIndex)):
         return obj
-    if _is_dataset(obj):
-        return IndexedPassages.from_dataset(obj)
+    if is_dataset(obj):
+        return CustomHFIndex(_dimension_of(obj), obj)
     if isinstance(obj, FaissIndex):
         if passages is None:
             raise ValueError("A FaissIndex needs its PassageStore: set_index(index, passages).")
         return IndexedPassages(passages, obj)
     if hasattr(obj, "index") and hasattr(obj, "passages"):  # a built knowledge base
         return IndexedPassages(obj.passages, obj.index)
+    if callable(getattr(obj, "get_top_docs", None)) and callable(getattr(obj, "get_doc_dicts", None)):
+        return obj  # an index of the reference's API (transformers' own, or a user's)
     if isinstance(obj, (str, os.PathLike)):
         folder = Path(obj)
         for passages_name, index_name in _KB_LAYOUTS:
@@ -332,30 +286,19 @@ def _as_knowledge_base(obj: Any, passages: PassageStore | None = None):
     raise TypeError(f"Cannot use a {type(obj).__name__} as a knowledge base; see RagRetriever.set_index.")
 
 
-def _is_dataset(obj: Any) -> bool:
-    """Whether ``obj`` is a ``datasets.Dataset``, without importing ``datasets`` (0.5 s) when it can't be one."""
-    datasets = sys.modules.get("datasets")
-    return datasets is not None and isinstance(obj, datasets.Dataset)
-
-
-def _read_index(index_path: str | os.PathLike) -> FaissIndex:
-    """A FAISS file, memory-mapped; the ``index.faiss`` of a knowledge-base folder gets its manifest's exact
-    re-ranking factor (``refine``; ivf_pq knowledge bases re-rank by default), as ``KnowledgeBase.load`` does."""
-    index = FaissIndex.read(index_path)
-    manifest = Path(index_path).parent / "manifest.json"
-    if Path(index_path).name == "index.faiss" and manifest.is_file():
-        try:
-            params = json.loads(manifest.read_text()).get("index_params") or {}
-        except (OSError, ValueError, AttributeError):
-            params = {}
-        index.set_refine(refine_factor(index.kind, params))
-    return index
+def _dimension_of(dataset) -> int:
+    """Size of a dataset's passage embeddings (0 when it has none: the passage store then says what is missing)."""
+    if "embeddings" not in dataset.column_names or len(dataset) == 0:
+        return 0
+    return len(dataset.data.column("embeddings")[0])
 
 
 def _paths_of(kb) -> tuple[str | None, str | None]:
     """(passages_path, index_path) for the config, None for parts that live only in memory."""
     if isinstance(kb, LegacyIndex):
         return None, str(kb.folder)
+    if not isinstance(kb, IndexedPassages):
+        return None, None
     source = kb.passages.source
     return (source if Path(source).is_dir() else None), kb.index.path
 

@@ -17,6 +17,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from .._io import save_staged
 from ..config import RagConfig
 from ..encoding import resolve_pooling
+from ..errors import RagInputError
 from .bert import TFEncoderOutput
 from .checkpoint import assign, read_state_dict, write_safetensors
 from .outputs import TFRetrievAugLMOutput
@@ -133,7 +134,7 @@ class TFRagModel(TFRagPreTrainedModel):
         super().__init__()
         if config is None:
             if question_encoder is None or generator is None:
-                raise ValueError("Give either a RagConfig or both a question_encoder and a generator.")
+                raise RagInputError("Give either a RagConfig or both a question_encoder and a generator.")
             config = RagConfig.from_question_encoder_generator_configs(question_encoder.config, generator.config, **kwargs)
         self.config = config
         self.question_encoder = question_encoder if question_encoder is not None else build_question_encoder(config.question_encoder)
@@ -169,7 +170,7 @@ class TFRagModel(TFRagPreTrainedModel):
                   prefix: str | None) -> TFRetrievedContexts:
         """Call the (NumPy) retriever with q (B, d) and score its passages."""
         if self.retriever is None:
-            raise ValueError(
+            raise RagInputError(
                 "No retriever is set: call set_retriever(retriever), or pass context_input_ids, "
                 "context_attention_mask and doc_scores yourself."
             )
@@ -231,15 +232,15 @@ class TFRagModel(TFRagPreTrainedModel):
             context_input_ids, context_attention_mask = retrieved.context_input_ids, retrieved.context_attention_mask
             doc_scores = retrieved.doc_scores
         elif encoder_outputs is None and not contexts_given:
-            raise ValueError(
+            raise RagInputError(
                 "No retriever is set, so context_input_ids, context_attention_mask and doc_scores must be passed; "
                 "or set one with set_retriever(...)."
             )
         if doc_scores is None:
-            raise ValueError("doc_scores (batch_size, n_docs) must be passed together with encoder_outputs.")
+            raise RagInputError("doc_scores (batch_size, n_docs) must be passed together with encoder_outputs.")
         rows = context_input_ids.shape[0] if context_input_ids is not None else encoder_outputs[0].shape[0]
         if rows % n_docs != 0 or tuple(doc_scores.shape) != (rows // n_docs, n_docs):
-            raise ValueError(
+            raise RagInputError(
                 f"{rows} context rows and doc_scores {tuple(doc_scores.shape)} do not fit n_docs={n_docs}: contexts "
                 "must be (batch_size * n_docs, L) and doc_scores (batch_size, n_docs)."
             )

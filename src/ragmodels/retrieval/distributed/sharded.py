@@ -150,6 +150,11 @@ class ShardedKnowledgeBase:
             doc_dict["embeddings"] = doc_embeds
         return embeds, ids, doc_dicts
 
+    def get_top_docs(self, question_hidden_states: np.ndarray, n_docs: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """The reference's index search: (bs, d) -> global ids int64 (bs, n), embeddings float32 (bs, n, d)."""
+        _, ids = self.search(question_hidden_states, n_docs)  # (bs, n)
+        return ids, self.lookup(require_complete(ids))[1]
+
     def get_doc_dicts(self, doc_ids: np.ndarray) -> list[dict]:
         return self.lookup(doc_ids)[0]
 
