@@ -32,8 +32,9 @@ class RetrievAugLMOutput(_CacheAlias):
     """Output of RagModel.
 
     logits: (B*k, T, V) generator scores per passage. doc_scores: (B, k) <question vector, passage>.
-    cache (``past_key_values`` before transformers 5.24): the generator's decoder cache. retrieved_doc_embeds (B, k, d), retrieved_doc_ids (B, k),
-    context_input_ids / context_attention_mask (B*k, L): only with output_retrieved=True and a retriever.
+    cache (``past_key_values`` before transformers 5.24): the generator's decoder cache.
+    retrieved_doc_embeds (B, k, d), retrieved_doc_ids (B, k), context_input_ids / context_attention_mask
+    (B*k, L): only with output_retrieved=True and a retriever.
     question_encoder_last_hidden_state: (B, d) the pooled question vector (as the reference's DPR output).
     The remaining fields are the question encoder's and generator's hidden states and attentions.
     """

@@ -8,7 +8,9 @@ from ..encoding import POOLINGS
 from .bert import TFDPRQuestionEncoderOutput, TFEncoderOutput
 
 
-def pool(outputs: TFEncoderOutput | TFDPRQuestionEncoderOutput, attention_mask: tf.Tensor | None, pooling: str) -> tf.Tensor:
+def pool(
+    outputs: TFEncoderOutput | TFDPRQuestionEncoderOutput, attention_mask: tf.Tensor | None, pooling: str
+) -> tf.Tensor:
     """Pool encoder ``outputs`` into (batch, hidden) vectors."""
     if pooling == "pooler":
         if outputs.pooler_output is None:
