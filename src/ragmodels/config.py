@@ -11,15 +11,15 @@ model), makes each passage's next-token distribution a softmax over the tokens t
 
 from __future__ import annotations
 
-from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+from ._transformers_compat import ConfigBase, PreTrainedConfig, config_class
 
 QUESTION_ENCODER_POOLINGS = ("pooler", "cls", "mean")
 
 
-@strict
-class RagConfig(PreTrainedConfig):
+@config_class
+class RagConfig(ConfigBase):
     """Configuration of a RAG model; every field of the reference, same names, same defaults.
 
     question_encoder_pooling: "pooler" (the model's own pooled output, as DPR), "cls" (first token

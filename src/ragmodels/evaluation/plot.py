@@ -6,13 +6,14 @@ import io
 import os
 from typing import Any
 
+from .._extras import import_extra
 from .._io import atomic_write_bytes
 
 
 def plot_recall_at_k(report: dict[str, Any], path: str | os.PathLike, title: str | None = None) -> None:
     """Draw every ``*recall@k`` curve of ``report`` against k and write a PNG to ``path``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    FigureCanvasAgg = import_extra("matplotlib.backends.backend_agg", "plot", "Plotting").FigureCanvasAgg
+    Figure = import_extra("matplotlib.figure", "plot", "Plotting").Figure
 
     curves = {name: values for name, values in report.items() if name.endswith("recall@k")}
     if not curves:

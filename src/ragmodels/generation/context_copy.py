@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from transformers import GenerationConfig, LogitsProcessor
 
+from .._transformers_compat import eos_token_tensor
+
 
 class ContextCopy:
     """The tokens each passage allows next (see the module doc).
@@ -117,7 +119,7 @@ def copies_from_context(requested: bool | None, rag_config) -> bool:
 
 def context_copy(contexts, generation_config: GenerationConfig, rag_config) -> ContextCopy:
     """The ContextCopy of ``contexts`` (a ``Contexts``) for this decoding's EOS, forced BOS and the generator's BOS."""
-    eos = generation_config._eos_token_tensor
+    eos = eos_token_tensor(generation_config)
     generator = getattr(rag_config, "generator", rag_config)
     return ContextCopy(
         contexts.input_ids, contexts.attention_mask, eos_token_ids=[] if eos is None else eos.tolist(),

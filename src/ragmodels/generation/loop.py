@@ -24,9 +24,11 @@ from typing import Any
 
 import torch
 from transformers import GenerationConfig, GenerationMixin, LogitsProcessorList, StoppingCriteriaList
-from transformers.generation.utils import GENERATION_MODES_MAPPING, GenerationMode
+from transformers.generation.utils import GenerationMode
 from transformers.modeling_outputs import Seq2SeqLMOutput
 
+from .. import _transformers_compat as compat
+from .._transformers_compat import CACHE_KWARG, cache_kwargs
 from .context_copy import ContextCopy
 from .passages import EncodedPassages, reorder_self_attention, select_rows
 
@@ -61,8 +63,9 @@ class PassageDecodingStep(GenerationMixin):
         self._passage_rows: torch.LongTensor | None = None  # (G*E*k,) passage of each decoder row
 
     # --- what the loops call -------------------------------------------------------------------
-    def prepare_inputs_for_generation(self, input_ids, cache=None, **kwargs) -> dict[str, Any]:
+    def prepare_inputs_for_generation(self, input_ids, **kwargs) -> dict[str, Any]:
         """input_ids (G*E, t): all tokens so far; with a cache only the last one is new."""
+        cache = kwargs.get(CACHE_KWARG)
         return {"input_ids": input_ids if cache is None else input_ids[:, -1:], "cache": cache, "so_far": input_ids}
 
     def __call__(self, input_ids: torch.LongTensor, cache=None, so_far=None, **kwargs) -> Seq2SeqLMOutput:
@@ -83,7 +86,7 @@ class PassageDecodingStep(GenerationMixin):
             next_logits = self._restrict(logits[:, -1], tokens, self._passage_rows)
             doc_lp = None if self.doc_log_probs is None else self.doc_log_probs.repeat_interleave(copies, dim=0)
             log_probs = self._combine(next_logits, doc_lp)  # (G*E, V)
-        return Seq2SeqLMOutput(logits=log_probs.unsqueeze(1), cache=cache)
+        return Seq2SeqLMOutput(logits=log_probs.unsqueeze(1), **cache_kwargs(cache))
 
     def _reorder_cache(self, cache, beam_idx: torch.LongTensor):
         """Loop row i continues loop row beam_idx[i] (same group): move its k self-attention rows."""
@@ -135,24 +138,22 @@ def prepare_generation(
     """
     has_default_max_length = kwargs.get("max_length") is None
     has_default_min_length = kwargs.get("min_length") is None
-    generation_config, model_kwargs = step._prepare_generation_config(generation_config, **kwargs)
+    generation_config, model_kwargs = compat.prepare_generation_config(step, generation_config, kwargs)
     unused = {k: v for k, v in model_kwargs.items() if v is not None}
     if unused:
         raise TypeError(f"generate() got unexpected keyword arguments: {sorted(unused)}")
     mode = generation_config.get_generation_mode()
     if mode not in SUPPORTED_MODES:
         raise ValueError(f"RAG models support greedy search, sampling and beam search, not {mode}.")
-    step._prepare_special_tokens(generation_config, False)
+    compat.prepare_special_tokens(step, generation_config)
     # lengths count the decoder start token: max_new_tokens / min_new_tokens -> max_length / min_length;
     # the generic default (20 new tokens) only where the reference uses transformers' generate (RAG-Sequence)
-    step._prepare_generated_length(
+    compat.prepare_generated_length(
+        step,
         generation_config,
         has_default_max_length=has_default_max_length
         and (default_counts_new_tokens or generation_config.max_new_tokens is not None),
         has_default_min_length=has_default_min_length,
-        model_input_name="input_ids",
-        input_ids_length=1,
-        inputs_tensor=None,
     )
     if generation_config.decoder_start_token_id is None:
         raise ValueError("Set decoder_start_token_id (in the RAG config or the generation config) to generate.")
@@ -174,19 +175,19 @@ def run(
     start = torch.full(
         (step.groups * copies, 1), generation_config.decoder_start_token_id, dtype=torch.long, device=step.device
     )  # (G*E, 1)
-    processors = step._get_logits_processor(
-        generation_config=generation_config,
+    processors = compat.logits_processors(
+        step,
+        generation_config,
         input_ids_seq_length=start.shape[-1],
         encoder_input_ids=encoder_input_ids,
         prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
         logits_processor=logits_processor if logits_processor is not None else LogitsProcessorList(),
         device=start.device,
     )
-    criteria = step._get_stopping_criteria(
-        generation_config=generation_config,
-        stopping_criteria=stopping_criteria if stopping_criteria is not None else StoppingCriteriaList(),
+    criteria = compat.stopping_criteria(
+        step, generation_config, stopping_criteria if stopping_criteria is not None else StoppingCriteriaList()
     )
-    decoding_method = getattr(GenerationMixin, GENERATION_MODES_MAPPING[mode])
+    decoding_method = compat.decoding_loop(mode)
     return decoding_method(
         step,
         start,

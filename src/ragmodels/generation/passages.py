@@ -20,6 +20,7 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
+from .._transformers_compat import cache_kwargs, output_cache
 from .context_copy import ContextCopy
 
 
@@ -86,12 +87,12 @@ class EncodedPassages:
                 use_cache=True,
                 return_dict=True,
             )
-            cross = out.cache.cross_attention_cache
+            cross = output_cache(out).cross_attention_cache
             # contiguous once: they are transposed views, and row gathers from strided tensors are slow
             self.cross_kv = [(layer.keys.contiguous(), layer.values.contiguous()) for layer in cross.layers]
             for layer, (keys, values) in zip(cross.layers, self.cross_kv):
                 layer.keys, layer.values = keys, values
-            return out.logits, out.cache
+            return out.logits, output_cache(out)
         mask = self.mask if rows is None else self.mask[rows]  # (R, L)
         # Cross-attention reads its cached keys/values; the encoder states only give the mask its shape,
         # so a zero-stride placeholder of shape (R, L, d) stands in for them (no copy per row).
@@ -100,11 +101,11 @@ class EncodedPassages:
             encoder_outputs=BaseModelOutput(last_hidden_state=placeholder),
             attention_mask=mask,
             decoder_input_ids=decoder_input_ids,
-            cache=cache,
+            **cache_kwargs(cache),
             use_cache=True,
             return_dict=True,
         )
-        return out.logits, out.cache
+        return out.logits, output_cache(out)
 
     def fresh_cache(self, rows: torch.LongTensor) -> EncoderDecoderCache:
         """A cache for rows (R,) starting a new decoder sequence: empty self-attention, cross-attention of ``rows``."""

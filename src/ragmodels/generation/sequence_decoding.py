@@ -22,6 +22,7 @@ from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteria
 from transformers.generation.utils import GenerationMode
 from transformers.utils import ModelOutput
 
+from .._transformers_compat import eos_token_tensor
 from .context_copy import context_copy, copies_from_context
 from .contexts import resolve_contexts
 from .loop import PassageDecodingStep, prepare_generation, run
@@ -99,7 +100,7 @@ def rag_sequence_generate(
     cands = sequences.view(batch, k * per_passage, -1)  # (B, C, T)
     num_cands = cands.shape[1]
 
-    eos = gen_config._eos_token_tensor
+    eos = eos_token_tensor(gen_config)
     bos_id = config.bos_token_id if config.bos_token_id is not None else getattr(config.generator, "bos_token_id", None)
     target_mask = _target_mask(cands[:, :, 1:], eos, bos_id)  # (B, C, T-1) which target tokens count
     same = (cands[:, :, None, :] == cands[:, None, :, :]).all(-1)  # (B, C, C) candidate c equals c'

@@ -7,8 +7,9 @@ from dataclasses import fields
 from typing import Any
 
 import torch
-from transformers import PreTrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 
+from .._transformers_compat import PreTrainedConfig
 from .marginalization import shift_left
 from .outputs import RetrievAugLMMarginOutput, RetrievAugLMOutput
 from .rag_model import RagModel, RagPreTrainedModel, _as_rag_config, merge_cache_kwargs

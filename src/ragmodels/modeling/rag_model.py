@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, PreTrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, PreTrainedModel
 from transformers.cache_utils import Cache
 
+from .._transformers_compat import PreTrainedConfig, cache_kwargs, output_cache, require_torch_models
 from ..config import RagConfig
 from ..errors import RagInputError
 from ..encoding import pool, resolve_pooling
@@ -46,6 +47,16 @@ class RagPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_sdpa = True
 
+    def __init__(self, config: PreTrainedConfig, *args: Any, **kwargs: Any):
+        require_torch_models(type(self).__name__)
+        super().__init__(config, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> "RagPreTrainedModel":
+        """transformers' ``from_pretrained``; first checks that the installed transformers can run the model."""
+        require_torch_models(cls.__name__)
+        return super().from_pretrained(*args, **kwargs)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Any, *model_args: Any, strict: bool = True,
                         **kwargs: Any) -> Any:
@@ -75,6 +86,7 @@ class RagPreTrainedModel(PreTrainedModel):
         checkpoint without a weight the model needs is a ``WeightLoadError`` (``question_encoder_strict=False`` /
         ``generator_strict=False`` to allow it); weights it has beyond the model's (task heads) are ignored.
         """
+        require_torch_models(cls.__name__)
         sub_kwargs = {"question_encoder": {}, "generator": {}}
         for key in list(kwargs):
             for part in sub_kwargs:
@@ -311,7 +323,7 @@ class RagModel(RagPreTrainedModel):
             encoder_outputs=encoder_outputs,
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
-            cache=cache,
+            **cache_kwargs(cache),
             use_cache=use_cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
@@ -322,7 +334,7 @@ class RagModel(RagPreTrainedModel):
         return RetrievAugLMOutput(
             logits=gen_outputs.logits,
             doc_scores=doc_scores,
-            cache=gen_outputs.cache,
+            **cache_kwargs(output_cache(gen_outputs)),
             retrieved_doc_embeds=retrieved.retrieved_doc_embeds if show_retrieved else None,
             retrieved_doc_ids=retrieved.doc_ids if show_retrieved else None,
             context_input_ids=context_input_ids if show_retrieved else None,

@@ -12,16 +12,32 @@ import tensorflow as tf
 from transformers import BertConfig, DPRConfig
 
 from .layers import LayerNorm, Linear, ParamStore, activation, attend, default_scale, dropout, padding_bias, split_heads
+from .model_output import TFModelOutput
 
 
 @dataclass
-class TFEncoderOutput:
-    """last_hidden_state (B, L, d); pooler_output (B, d) or None; per-layer hidden states / attentions."""
+class TFEncoderOutput(TFModelOutput):
+    """last_hidden_state (B, L, d); pooler_output (B, d) or None; per-layer hidden states / attentions.
+
+    The fields and order of transformers' TFBaseModelOutputWithPooling (BERT, BART's encoder).
+    """
 
     last_hidden_state: tf.Tensor
     pooler_output: tf.Tensor | None = None
     hidden_states: tuple[tf.Tensor, ...] | None = None
     attentions: tuple[tf.Tensor, ...] | None = None
+
+
+@dataclass
+class TFDPRQuestionEncoderOutput(TFModelOutput):
+    """transformers' TFDPRQuestionEncoderOutput: pooler_output (B, d) first, so ``out[0]`` is the question
+    vector; then hidden states / attentions, and last, our ``last_hidden_state`` (B, L, d) for "cls"/"mean"
+    pooling (last, so the reference's fields keep their positions)."""
+
+    pooler_output: tf.Tensor | None = None
+    hidden_states: tuple[tf.Tensor, ...] | None = None
+    attentions: tuple[tf.Tensor, ...] | None = None
+    last_hidden_state: tf.Tensor | None = None
 
 
 class _BertLayer(tf.Module):
@@ -98,10 +114,15 @@ class TFDPRQuestionEncoder(tf.Module):
         dim = config.projection_dim
         self.proj = Linear(self.store, "question_encoder.encode_proj", config.hidden_size, dim) if dim > 0 else None
 
-    def __call__(self, input_ids: tf.Tensor, attention_mask: tf.Tensor | None = None, **kwargs) -> TFEncoderOutput:
+    def __call__(self, input_ids: tf.Tensor, attention_mask: tf.Tensor | None = None,
+                 **kwargs) -> TFDPRQuestionEncoderOutput:
         if attention_mask is None:  # as transformers' DPR: pad tokens are masked
             attention_mask = tf.cast(tf.not_equal(input_ids, self.config.pad_token_id), tf.int32)
         out = self.bert(input_ids, attention_mask, **kwargs)
         cls = out.last_hidden_state[:, 0]  # (B, d)
-        out.pooler_output = self.proj(cls) if self.proj is not None else cls
-        return out
+        return TFDPRQuestionEncoderOutput(
+            pooler_output=self.proj(cls) if self.proj is not None else cls,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+            last_hidden_state=out.last_hidden_state,
+        )

@@ -6,8 +6,8 @@ from dataclasses import fields
 from typing import Any
 
 import tensorflow as tf
-from transformers import PreTrainedConfig
 
+from .._transformers_compat import PreTrainedConfig
 from .outputs import TFRetrievAugLMMarginOutput, TFRetrievAugLMOutput
 from .rag_model import TFRagModel, TFRagPreTrainedModel
 from .seq2seq import TFSeq2SeqLM

@@ -1,34 +1,30 @@
 """TF twins of RetrievAugLMOutput / RetrievAugLMMarginOutput: same fields, same order, TF tensors.
 
 Shapes: ``B`` questions, ``k`` = n_docs, ``T`` target length, ``V`` vocabulary, ``d`` vector size.
-Fields read by name (``out.loss``), by key (``out["loss"]``) or, skipping Nones, by index / ``to_tuple()``.
+Fields read as transformers' TF outputs (``TFModelOutput``): by name (``out.loss``), by key
+(``out["loss"]``) or, skipping Nones, by index / ``to_tuple()``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import tensorflow as tf
 
+from .model_output import TFModelOutput
 from .seq2seq import Cache
 
 
-class _Output:
-    """ModelOutput-like access to a dataclass of optional fields."""
+class _CacheAlias:
+    """``past_key_values``: the name transformers' TF RAG outputs give the decoder cache."""
 
-    def to_tuple(self) -> tuple[Any, ...]:
-        return tuple(v for v in (getattr(self, f.name) for f in fields(self)) if v is not None)
-
-    def keys(self) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
-
-    def __getitem__(self, key: str | int) -> Any:
-        return getattr(self, key) if isinstance(key, str) else self.to_tuple()[key]
+    @property
+    def past_key_values(self) -> Cache | None:
+        return self.cache
 
 
 @dataclass
-class TFRetrievAugLMOutput(_Output):
+class TFRetrievAugLMOutput(_CacheAlias, TFModelOutput):
     """Output of TFRagModel (see ragmodels.modeling.outputs.RetrievAugLMOutput).
 
     logits (B*k, T, V); doc_scores (B, k); cache: the generator's decoder cache; retrieved_doc_embeds (B, k, d),
@@ -55,7 +51,7 @@ class TFRetrievAugLMOutput(_Output):
 
 
 @dataclass
-class TFRetrievAugLMMarginOutput(_Output):
+class TFRetrievAugLMMarginOutput(_CacheAlias, TFModelOutput):
     """Output of the TF heads: TFRetrievAugLMOutput plus ``loss`` first.
 
     loss: (B,) or a scalar with reduce_loss=True; logits (B*k, T, V), or (B, T, V) with do_marginalize=True.

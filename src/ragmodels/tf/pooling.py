@@ -5,10 +5,12 @@ from __future__ import annotations
 import tensorflow as tf
 
 from ..encoding import POOLINGS
-from .bert import TFEncoderOutput
+from .bert import TFDPRQuestionEncoderOutput, TFEncoderOutput
 
 
-def pool(outputs: TFEncoderOutput, attention_mask: tf.Tensor | None, pooling: str) -> tf.Tensor:
+def pool(
+    outputs: TFEncoderOutput | TFDPRQuestionEncoderOutput, attention_mask: tf.Tensor | None, pooling: str
+) -> tf.Tensor:
     """Pool encoder ``outputs`` into (batch, hidden) vectors."""
     if pooling == "pooler":
         if outputs.pooler_output is None:

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from transformers import AutoConfig, PreTrainedConfig
+from transformers import AutoConfig
 
 from .._io import save_staged
+from .._transformers_compat import PreTrainedConfig
 from ..config import RagConfig
 from ..encoding import resolve_pooling
 from ..errors import RagInputError

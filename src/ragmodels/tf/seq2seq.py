@@ -12,12 +12,13 @@ from typing import Any
 import tensorflow as tf
 
 from .bert import TFEncoderOutput
+from .model_output import TFModelOutput
 
 Cache = tuple[tuple[tf.Tensor, ...], ...]
 
 
 @dataclass
-class TFDecoderOutput:
+class TFDecoderOutput(TFModelOutput):
     """logits (B, T, V); cache; per-layer decoder states, self- and cross-attentions."""
 
     logits: tf.Tensor
@@ -28,7 +29,7 @@ class TFDecoderOutput:
 
 
 @dataclass
-class TFSeq2SeqLMOutput:
+class TFSeq2SeqLMOutput(TFModelOutput):
     """The fields of transformers' Seq2SeqLMOutput that RAG passes on."""
 
     logits: tf.Tensor

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import tensorflow as tf
-from transformers import PreTrainedConfig
 
+from .._transformers_compat import PreTrainedConfig
 from .bart import TFBartForConditionalGeneration
 from .bert import TFBertModel, TFDPRQuestionEncoder
 from .seq2seq import TFSeq2SeqLM
