@@ -134,3 +134,14 @@ def test_errors_are_shown(browser, server):
     browser.send("POST", "/url", {"url": server.url + "/"})
     state = ask(browser, "x" * 201)
     assert state["hidden"] and "at most 200 characters" in state["error"]
+
+
+def test_an_abstention_shows_no_answer_and_marks_nothing(browser, server, pipeline, monkeypatch):
+    from ragmodels.abstention import AbstentionRule
+
+    # confidence sigmoid(0) = 0.5 for every question, below the threshold: the model abstains
+    monkeypatch.setattr(pipeline, "abstention", AbstentionRule(weights={}, bias=0.0, threshold=0.9, vocabulary=[]))
+    browser.send("POST", "/url", {"url": server.url + "/"})
+    state = ask(browser, "Who wrote Hamlet?")
+    assert state["error"] == "" and state["answer"] == "No answer in the knowledge base"
+    assert state["titles"] and state["marks"] == []  # the closest passages are shown, nothing marked in them
