@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ood-test", type=Path, default=OOD_DIR / "test.txt", help="out-of-domain questions to report on")
     parser.add_argument("--margin", type=float, default=2.0,
                         help="threshold this many logit units below the least confident dev question (default 2)")
+    parser.add_argument("--features", default=",".join(abstention.FIT_FEATURES),
+                        help=f"comma-separated, of {', '.join(abstention.FEATURES)} (default: %(default)s)")
     parser.add_argument("--num-beams", type=int, default=4, help="beams, as `ragmodels ask` (default 4)")
     parser.add_argument("--report-only", action="store_true", help="measure the stored rule; fit and write nothing")
     args = parser.parse_args(argv)
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         dev = read_jsonl(data / "dev.jsonl")
         dev_features = [f for f, _ in answer_all(pipeline, dev, vocabulary, args.num_beams, "dev")]
         ood_features = [f for f, _ in answer_all(pipeline, read_lines(args.ood_dev), vocabulary, args.num_beams, "ood dev")]
-        rule = abstention.fit(dev_features, [r["relation"] for r in dev], ood_features, vocabulary, margin=args.margin)
+        rule = abstention.fit(dev_features, [r["relation"] for r in dev], ood_features, vocabulary, margin=args.margin,
+                               feature_names=args.features.split(","))
         rule.report["fitted_on"] = {"answerable": "GeoQA dev", "unanswerable": str(args.ood_dev.relative_to(REPO))
                                     if args.ood_dev.is_relative_to(REPO) else str(args.ood_dev),
                                     "num_beams": args.num_beams}

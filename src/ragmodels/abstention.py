@@ -11,7 +11,8 @@ and strings, the same for the PyTorch and the TensorFlow stack):
     questions the rule was fitted on (its ``vocabulary``: "what", "capital", "currency", ...) nor words
     of the retrieved passages: "president" in "Who is the president of France?", "Atlantis" in "What is
     the capital of Atlantis?" (no passage names it);
-  - ``log_likelihood``: log p(answer | question) under the model.
+  - ``log_likelihood``: log p(answer | question) under the model (available; ``fit`` leaves it out by
+    default, FIT_FEATURES).
 
 confidence = sigmoid(bias + sum_f weight_f * feature_f), a logistic regression of "answerable" fitted on
 in-domain dev questions (answerable: positive) against out-of-domain questions (negative), classes
@@ -40,6 +41,9 @@ from ._io import atomic_write_bytes
 FILE_NAME = "abstention.json"
 FORMAT = 1
 FEATURES = ("top_inner_product", "unsupported_words", "log_likelihood")
+# what ``fit`` uses unless told otherwise: on the default model the answer's log-likelihood added nothing
+# (out-of-domain answers are copied spans too, as likely as in-domain ones), see README "Knowing when it does not know"
+FIT_FEATURES = ("top_inner_product", "unsupported_words")
 _WORD = re.compile(r"\w+")
 
 
@@ -141,18 +145,22 @@ def load(folder: str | os.PathLike) -> AbstentionRule | None:
 
 def fit(answerable: Sequence[dict[str, float]], relations: Sequence[str], unanswerable: Sequence[dict[str, float]],
         vocabulary: Sequence[str], margin: float = 2.0, l2: float = 1.0,
-        feature_names: Sequence[str] = FEATURES) -> AbstentionRule:
+        feature_names: Sequence[str] = FIT_FEATURES) -> AbstentionRule:
     """Fit a rule on feature dicts of answerable (in-domain dev) questions, with their ``relations`` (any
     grouping: the report gives each group's abstention), and of unanswerable (out-of-domain) questions.
 
     ``margin``: how far (logit units) the threshold sits below the least confident answerable question;
-    ``l2``: the weight penalty on standardized features (each feature scaled by its spread).
+    ``l2``: the weight penalty on standardized features (each feature scaled by its spread);
+    ``feature_names``: which of FEATURES the rule weighs.
     """
     if len(answerable) != len(relations):
         raise ValueError(f"fit: {len(answerable)} answerable questions but {len(relations)} relations.")
     if not answerable or not unanswerable:
         raise ValueError("fit needs both answerable (in-domain) and unanswerable (out-of-domain) questions.")
     names = list(feature_names)
+    unknown = sorted(set(names) - set(FEATURES))
+    if unknown or not names:
+        raise ValueError(f"fit: features {unknown or names} are not among {list(FEATURES)}.")
     rows = [[f[n] for n in names] for f in (*answerable, *unanswerable)]
     labels = [1.0] * len(answerable) + [0.0] * len(unanswerable)
     weights_per_row = [0.5 / len(answerable)] * len(answerable) + [0.5 / len(unanswerable)] * len(unanswerable)
