@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="GeoQA files (written there by `python -m ragmodels.data` when missing)")
     parser.add_argument("--ood-dev", type=Path, default=OOD_DIR / "dev.txt", help="out-of-domain questions to fit on")
     parser.add_argument("--ood-test", type=Path, default=OOD_DIR / "test.txt", help="out-of-domain questions to report on")
-    parser.add_argument("--margin", type=float, default=2.0,
-                        help="threshold this many logit units below the least confident dev question (default 2)")
+    parser.add_argument("--margin", type=float, default=None,
+                        help="threshold this many logit units below the least confident dev question (default: half "
+                             "the gap to the most confident out-of-domain dev question)")
     parser.add_argument("--features", default=",".join(abstention.FIT_FEATURES),
                         help=f"comma-separated, of {', '.join(abstention.FEATURES)} (default: %(default)s)")
     parser.add_argument("--num-beams", type=int, default=4, help="beams, as `ragmodels ask` (default 4)")

@@ -146,7 +146,7 @@ def test_client_prints_what_the_worker_sends(worker_dir, local_model, capsys, mo
         assert capsys.readouterr().err == "ragmodels: error: n_docs too large\n"
     assert requests[0]["key"] == spec.key
     assert requests[0]["args"] == {"questions": ["ü?"], "n_docs": None, "num_beams": 2, "max_new_tokens": 32,
-                                   "copy": None, "json": False}
+                                   "copy": None, "abstain": True, "json": False}
     assert requests[1]["args"]["n_docs"] == 99
 
 

@@ -18,8 +18,9 @@ confidence = sigmoid(bias + sum_f weight_f * feature_f), a logistic regression o
 in-domain dev questions (answerable: positive) against out-of-domain questions (negative), classes
 weighted equally and the weights L2-regularised (the two sets are separable, so without it the weights
 would grow without bound). The model abstains when confidence < ``threshold``; ``fit`` puts the
-threshold ``margin`` (in logit units) below the least confident in-domain dev question, so that no
-answerable dev question of any relation abstains.
+threshold halfway (in logits) between the least confident answerable dev question and the most confident
+unanswerable one, and never above the least confident answerable one: no answerable dev question of any
+relation abstains.
 
 Stored with the model as ``abstention.json`` in its folder (``save`` / ``load``).
 """
@@ -144,12 +145,13 @@ def load(folder: str | os.PathLike) -> AbstentionRule | None:
 
 
 def fit(answerable: Sequence[dict[str, float]], relations: Sequence[str], unanswerable: Sequence[dict[str, float]],
-        vocabulary: Sequence[str], margin: float = 2.0, l2: float = 1.0,
+        vocabulary: Sequence[str], margin: float | None = None, l2: float = 1.0,
         feature_names: Sequence[str] = FIT_FEATURES) -> AbstentionRule:
     """Fit a rule on feature dicts of answerable (in-domain dev) questions, with their ``relations`` (any
     grouping: the report gives each group's abstention), and of unanswerable (out-of-domain) questions.
 
     ``margin``: how far (logit units) the threshold sits below the least confident answerable question;
+    None: half the gap to the most confident unanswerable one (0 when the two sets overlap);
     ``l2``: the weight penalty on standardized features (each feature scaled by its spread);
     ``feature_names``: which of FEATURES the rule weighs.
     """
@@ -170,10 +172,15 @@ def fit(answerable: Sequence[dict[str, float]], relations: Sequence[str], unansw
     beta = _logistic_regression(standard, labels, weights_per_row, l2 / len(rows))
     weights = {n: beta[j + 1] / scales[j] for j, n in enumerate(names)}  # back to raw feature units
     bias = beta[0] - sum(weights[n] * means[j] for j, n in enumerate(names))
-    logits = [bias + sum(weights[n] * f[n] for n in names) for f in answerable]
-    threshold = _sigmoid(min(logits) - margin)
-    rule = AbstentionRule(weights=weights, bias=bias, threshold=threshold, vocabulary=list(vocabulary))
+    def logit(f: dict[str, float]) -> float:
+        return bias + sum(weights[n] * f[n] for n in names)
+
+    lowest, highest = min(map(logit, answerable)), max(map(logit, unanswerable))
+    if margin is None:
+        margin = max((lowest - highest) / 2, 0.0)
+    rule = AbstentionRule(weights=weights, bias=bias, threshold=_sigmoid(lowest - margin), vocabulary=list(vocabulary))
     rule.report = {"margin": margin, "l2": l2, "answerable": len(answerable), "unanswerable": len(unanswerable),
+                   "lowest_answerable_confidence": _sigmoid(lowest), "highest_unanswerable_confidence": _sigmoid(highest),
                    "abstention": abstention_rates(rule, answerable, relations, unanswerable)}
     return rule
 
