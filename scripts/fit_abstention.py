@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from ragmodels import abstention
+from ragmodels.default import DEFAULT_DIR
 from ragmodels.evaluation.metrics import exact_match, max_over_answers
 from ragmodels.pipeline import RagPipeline
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         rule.report["fitted_on"] = {"answerable": "GeoQA dev", "unanswerable": str(args.ood_dev.relative_to(REPO))
                                     if args.ood_dev.is_relative_to(REPO) else str(args.ood_dev),
                                     "num_beams": args.num_beams}
-        out = args.out or (Path(args.model) if args.model else Path(abstention.__file__).parent / "default")
+        out = args.out or (Path(args.model) if args.model else DEFAULT_DIR)
         print(f"wrote {rule.save(out)}; dev abstention: {json.dumps(rule.report['abstention'])}", file=sys.stderr)
     pipeline.abstention = rule
     test = read_jsonl(data / "test.jsonl")
