@@ -146,7 +146,7 @@ def test_client_prints_what_the_worker_sends(worker_dir, local_model, capsys, mo
         assert capsys.readouterr().err == "ragmodels: error: n_docs too large\n"
     assert requests[0]["key"] == spec.key
     assert requests[0]["args"] == {"questions": ["ü?"], "n_docs": None, "num_beams": 2, "max_new_tokens": 32,
-                                   "copy": None, "json": False}
+                                   "copy": None, "abstain": True, "json": False}
     assert requests[1]["args"]["n_docs"] == 99
 
 
@@ -215,7 +215,7 @@ sys.exit(status)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reaps the detached worker with prctl (Linux)")
 @pytest.mark.timeout(900)
 def test_real_worker_answers_the_same_bytes_faster(worker_dir, monkeypatch):
-    questions = ["What is the capital of Mongolia?", "Which country borders Lesotho?"]
+    questions = ["What is the capital of Mongolia?", "Who wrote Hamlet?", "Which country borders Lesotho?"]
     for name, value in ASK_ENVIRONMENT.items():  # what `ragmodels ask` sets: the clients' keys include it
         monkeypatch.setenv(name, os.environ.get(name, value))
     env = dict(os.environ)
@@ -223,7 +223,9 @@ def test_real_worker_answers_the_same_bytes_faster(worker_dir, monkeypatch):
     with reaping_orphans():
         try:
             cold, cold_s, cold_cpu = _ask([*questions, "--json", "--worker-idle-minutes", "5"], env)  # starts one
-            assert [json.loads(line)["question"] for line in cold.stdout.splitlines()] == questions
+            cold_objects = [json.loads(line) for line in cold.stdout.splitlines()]  # one JSON object a line
+            assert [o["question"] for o in cold_objects] == questions
+            assert [o["answer"] is None and o["abstained"] for o in cold_objects] == [False, True, False]
             spec = ask_worker.WorkerSpec.for_args(None, None)
             deadline = time.monotonic() + 240
             while (info := ask_worker.ping(spec)) is None:

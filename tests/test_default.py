@@ -125,3 +125,45 @@ def test_eval_without_a_model_scores_the_default(tmp_path, capsys):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["n_questions"] == len(QUESTIONS) + 1
     assert report["exact_match"] == pytest.approx(len(QUESTIONS) / (len(QUESTIONS) + 1))
+
+
+# facts the GeoQA knowledge base does not hold (a few of data/ood/test.txt, and near-misses naming GeoQA words)
+OUT_OF_DOMAIN = ["Who wrote Hamlet?", "What is 2 + 2?", "Who painted the Mona Lisa?", "How many legs does a spider have?",
+                 "What is the capital of Atlantis?", "Who is the president of France?"]
+
+
+def test_ships_an_abstention_rule_that_abstains_out_of_domain_only(pipeline):
+    assert pipeline.abstention is not None  # src/ragmodels/default/abstention.json
+    answers = pipeline.answer(OUT_OF_DOMAIN + list(QUESTIONS))
+    for question, a in zip(OUT_OF_DOMAIN, answers):
+        assert a.abstained and a.answer is None, question
+        assert 0 <= a.confidence < pipeline.abstention.threshold
+        assert len(a.passages) == pipeline.model.config.n_docs  # the evidence it judged is still there
+    for a in answers[len(OUT_OF_DOMAIN):]:
+        assert not a.abstained and a.answer and pipeline.abstention.threshold <= a.confidence <= 1
+    unjudged = pipeline.answer(OUT_OF_DOMAIN[:2], abstain=False)
+    assert all(a.answer and not a.abstained and a.confidence is None for a in unjudged)
+
+
+def test_ask_json_is_one_object_per_question_in_order(capsys):
+    from ragmodels.cli import main
+
+    questions = ["Who wrote Hamlet?", "What is the capital of Mongolia?", "What is 2 + 2?", "Which country borders Lesotho?"]
+    assert main(["ask", "--json", *questions]) == 0
+    out = capsys.readouterr().out
+    objects = [json.loads(line) for line in out.splitlines()]  # every stdout line is one JSON object
+    assert [o["question"] for o in objects] == questions
+    assert [o["abstained"] for o in objects] == [True, False, True, False]
+    for o in objects:
+        assert (o["answer"] is None) == o["abstained"] and isinstance(o["confidence"], float)
+    assert main(["ask", "--json", "--no-abstain", questions[0]]) == 0
+    forced = json.loads(capsys.readouterr().out)
+    assert forced["answer"] and forced["abstained"] is False and forced["confidence"] is None
+
+
+def test_ask_text_says_no_answer(capsys):
+    from ragmodels.cli import NO_ANSWER, main
+
+    assert main(["ask", "Who wrote Hamlet?"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"Q: Who wrote Hamlet?\nA: {NO_ANSWER}.")

@@ -154,3 +154,25 @@ def test_ask_prints_json_and_text(tiny_rag_checkpoint, tiny_knowledge_base, caps
     text = capsys.readouterr().out
     assert text.startswith(f"Q: {QUESTIONS[0]}\nA: {expected[0].answer}")
     assert f"[1] {expected[0].passages[0].title}  p(z|x)={expected[0].passages[0].score:.3f}" in text
+
+
+def test_ask_json_stdout_holds_only_the_answers(tiny_rag_checkpoint, tiny_knowledge_base, capsys, monkeypatch):
+    """Whatever loading or answering prints (progress, start lines) goes to stderr, not between the objects."""
+    import ragmodels.cli as cli
+
+    load = cli.load_pipeline
+
+    def chatty_load(model, index):
+        print("loading the model ...")
+        return load(model, index)
+
+    monkeypatch.setattr(cli, "load_pipeline", chatty_load)
+    questions = [QUESTIONS[1], QUESTIONS[0], QUESTIONS[2]]
+    args = ["--model", str(tiny_rag_checkpoint("token")), "--index", str(tiny_knowledge_base), "--n-docs", "2",
+            "--num-beams", "1", "--max-new-tokens", "4", "--no-worker"]
+    assert main(["ask", *questions, *args, "--json"]) == 0
+    captured = capsys.readouterr()
+    objects = [json.loads(line) for line in captured.out.splitlines()]
+    assert [o["question"] for o in objects] == questions
+    assert all(isinstance(o["answer"], str) and o["abstained"] is False for o in objects)
+    assert "loading the model ..." in captured.err

@@ -8,6 +8,7 @@ modules lazily, so ``ragmodels --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -102,7 +103,12 @@ def add_ask_command(subparsers: argparse._SubParsersAction) -> None:
     ask.add_argument("--copy", action=argparse.BooleanOptionalAction, default=None,
                      help="answers restricted to token spans of the retrieved passages (copy-constrained decoding; "
                           "default: as the model's config says, on for the embedded default)")
-    ask.add_argument("--json", action="store_true", help="one JSON object per question (answer, score, passages)")
+    ask.add_argument("--abstain", action=argparse.BooleanOptionalAction, default=True,
+                     help="say 'No answer in the knowledge base' when the evidence is weak, by the abstention rule "
+                          "stored with the model (default: on; --no-abstain always answers)")
+    ask.add_argument("--json", action="store_true",
+                     help="stdout: exactly one JSON object per question, in input order (question, answer: null when "
+                          "abstained, abstained, confidence, score, passages); anything else goes to stderr")
     ask.add_argument("--no-worker", action="store_true",
                      help="answer in this process; neither use nor start a worker (or set RAGMODELS_NO_WORKER=1)")
     ask.add_argument("--worker-idle-minutes", type=number(0), default=10.0, metavar="N",
@@ -357,7 +363,9 @@ def load_pipeline(model: str | None, index: str | None):
 
 
 # the ask options that decide its output (what a client sends to an ask worker), with their defaults
-ASK_FIELDS = {"questions": [], "n_docs": None, "num_beams": 4, "max_new_tokens": 32, "copy": None, "json": False}
+ASK_FIELDS = {"questions": [], "n_docs": None, "num_beams": 4, "max_new_tokens": 32, "copy": None, "abstain": True,
+              "json": False}
+NO_ANSWER = "No answer in the knowledge base"
 
 
 def ask_fields_namespace(fields: dict) -> argparse.Namespace:
@@ -368,13 +376,18 @@ def ask_fields_namespace(fields: dict) -> argparse.Namespace:
 def format_answers(pipeline, args: argparse.Namespace) -> str:
     """What ``ragmodels ask`` prints for ``args.questions`` (text, or one JSON object per line with --json)."""
     answers = pipeline.answer(args.questions, n_docs=args.n_docs, num_beams=args.num_beams,
-                              max_new_tokens=args.max_new_tokens, copy_from_context=args.copy)
+                              max_new_tokens=args.max_new_tokens, copy_from_context=args.copy, abstain=args.abstain)
     lines = []
     for question, answer in zip(args.questions, answers):
         if args.json:
             lines.append(json.dumps({"question": question, **answer.to_dict()}, ensure_ascii=False))
             continue
-        lines.append(f"Q: {question}\nA: {answer.answer}    (log-likelihood {answer.score:.3f})")
+        confidence = "" if answer.confidence is None else f", confidence {answer.confidence:.3f}"
+        if answer.abstained:
+            lines.append(f"Q: {question}\nA: {NO_ANSWER}.    (the evidence is too weak{confidence}; "
+                         "closest passages below; --no-abstain answers anyway)")
+        else:
+            lines.append(f"Q: {question}\nA: {answer.answer}    (log-likelihood {answer.score:.3f}{confidence})")
         for rank, p in enumerate(answer.passages, 1):
             lines.append(f"  [{rank}] {p.title}  p(z|x)={p.score:.3f}  <q,d>={p.inner_product:.2f}\n      {p.text}")
     return "".join(line + "\n" for line in lines)
@@ -388,7 +401,7 @@ def _ask(args: argparse.Namespace) -> int:
         check_questions(args.questions)  # before any loading: the same limits as the server's
     if args.stop_worker:
         stopped = ask_worker.stop_workers()
-        print(f"stopped {stopped} ask worker{'' if stopped == 1 else 's'}")
+        print(f"stopped {stopped} ask worker{'' if stopped == 1 else 's'}", file=sys.stderr if args.json else sys.stdout)
         if not args.questions:
             return 0
     spec = None
@@ -400,7 +413,9 @@ def _ask(args: argparse.Namespace) -> int:
             sys.stdout.write(reply["stdout"])
             sys.stderr.write(reply["stderr"])
             return reply["rc"]
-    sys.stdout.write(format_answers(load_pipeline(args.model, args.index), args))
+    with contextlib.redirect_stdout(sys.stderr):  # whatever loading and answering print is not the answer
+        text = format_answers(load_pipeline(args.model, args.index), args)
+    sys.stdout.write(text)
     if spec is not None:
         sys.stdout.flush()
         ask_worker.start(spec, args.worker_idle_minutes)

@@ -12,6 +12,11 @@ Scores (natural logarithms / probabilities):
     the per-token marginals log sum_i p(z_i|x) p(y_t|x,z_i,y_<t).
   - ``Passage.score`` = p(z_i | x) = softmax_i <q, d_i>, the document posterior of retrieval (sums to 1
     over the passages of a question); ``Passage.inner_product`` is <q, d_i> itself.
+
+Abstention: a model folder with an ``abstention.json`` (``ragmodels.abstention``; the embedded default has
+one) gives the pipeline a rule; when the evidence for an answer is weak the Answer says
+``abstained=True`` with ``answer=None`` ("no answer in the knowledge base"), its ``confidence`` the rule's
+p(answerable). ``DecodingOptions(abstain=False)`` (``answer(..., abstain=False)``) turns it off.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from typing import Any, Literal
 
 import torch
 
+from .abstention import AbstentionRule
+from .abstention import load as load_abstention
 from .config import RagConfig
 from .questions import MAX_QUESTION_TOKENS, check_questions, check_readable
 from .tokenization import RagTokenizer
@@ -43,10 +50,16 @@ class Passage:
 
 @dataclass
 class Answer:
-    """An answer, its log-likelihood ``score`` (see the module docstring) and the passages it used."""
+    """An answer, its log-likelihood ``score`` (see the module docstring) and the passages it used.
 
-    answer: str
+    ``abstained``: the abstention rule found the evidence too weak; ``answer`` is None then.
+    ``confidence``: the rule's p(answerable) (None when the pipeline has no rule or abstention is off).
+    """
+
+    answer: str | None
     score: float
+    abstained: bool = False
+    confidence: float | None = None
     passages: list[Passage] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,6 +82,7 @@ class DecodingOptions:
     no_repeat_ngram_size: int = 0
     decoding: Literal["thorough", "fast"] = "thorough"
     copy_from_context: bool | None = None
+    abstain: bool = True  # apply the pipeline's abstention rule, if it has one (see the module docstring)
 
 
 def default_model_dir() -> Path:
@@ -90,9 +104,12 @@ def require_default_model() -> Path:
 class RagPipeline:
     """A RAG head (token or sequence) with its tokenizer and retriever, ready to answer questions."""
 
-    def __init__(self, model: Any, tokenizer: RagTokenizer, retriever: Any = None):
+    def __init__(self, model: Any, tokenizer: RagTokenizer, retriever: Any = None, abstention: AbstentionRule | None = None):
+        """``abstention``: the rule that says when to answer "no answer in the knowledge base" (None: always
+        answer); ``from_pretrained``/``from_default`` read the one stored in the model folder."""
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self.abstention = abstention
         if retriever is not None:
             model.set_retriever(retriever)
         if model.retriever is None:
@@ -142,7 +159,8 @@ class RagPipeline:
         model_class = RagTokenForGeneration if head == "token" else RagSequenceForGeneration
         rag = model_class.from_pretrained(model, config=config, retriever=retriever)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(rag.to(device), tokenizer)
+        rule = load_abstention(model) if Path(model).is_dir() else None
+        return cls(rag.to(device), tokenizer, abstention=rule)
 
     @classmethod
     def from_default(cls, index: str | os.PathLike | None = None, **kwargs: Any) -> "RagPipeline":
@@ -156,7 +174,7 @@ class RagPipeline:
         folder = require_default_model()
         device = kwargs.pop("device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
         model, tokenizer = load_default(index=index, device=device, folder=folder, **kwargs)
-        return cls(model, tokenizer)
+        return cls(model, tokenizer, abstention=load_abstention(folder))
 
     @torch.inference_mode()
     def answer(self, questions: list[str], options: DecodingOptions | None = None, **kwargs: Any) -> list[Answer]:
@@ -175,7 +193,7 @@ class RagPipeline:
         posteriors = torch.softmax(contexts.doc_scores.float(), dim=-1).cpu()
         inner = contexts.doc_scores.float().cpu()
         ids = contexts.doc_ids.cpu()
-        return [
+        answers = [
             Answer(
                 answer=text.strip(),
                 score=float(score),
@@ -186,6 +204,19 @@ class RagPipeline:
             )
             for b, (text, score, doc) in enumerate(zip(texts, scores.tolist(), docs))
         ]
+        if options.abstain and self.abstention is not None:
+            answers = [self.apply_abstention(q, a) for q, a in zip(questions, answers)]
+        return answers
+
+    def apply_abstention(self, question: str, answer: Answer) -> Answer:
+        """``answer`` judged by the pipeline's abstention rule: with its confidence, and when the evidence is
+        too weak ``abstained=True`` and ``answer=None``. Unchanged when the pipeline has no rule."""
+        if self.abstention is None:
+            return answer
+        abstained, confidence = self.abstention.decide(
+            question, [f"{p.title} {p.text}" for p in answer.passages], [p.inner_product for p in answer.passages],
+            answer.score)
+        return replace(answer, answer=None if abstained else answer.answer, abstained=abstained, confidence=confidence)
 
     def _generate(self, contexts: Any, n_docs: int, options: DecodingOptions) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode from the retrieved contexts: best sequence (B, T) and its log-likelihood (B,) per question."""

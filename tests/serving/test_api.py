@@ -122,3 +122,19 @@ def test_openapi_schema_shows_the_limits(server):
     assert request["additionalProperties"] is False
     assert request["properties"]["questions"]["maxItems"] == 4
     assert "/v1/answer" in schema["paths"] and "/readyz" in schema["paths"]
+
+
+def test_an_abstention_is_null_answer_with_abstained_and_confidence(server, pipeline, monkeypatch):
+    from ragmodels.abstention import AbstentionRule
+
+    body = {"questions": QUESTIONS[:2], "n_docs": 2, **FAST}
+    plain = call(server.url + "/v1/answer", body).body["answers"]  # the tiny model has no rule
+    assert all(a["abstained"] is False and a["confidence"] is None and isinstance(a["answer"], str) for a in plain)
+    # confidence sigmoid(0) = 0.5 for every question, below the threshold: every question abstains
+    monkeypatch.setattr(pipeline, "abstention", AbstentionRule(weights={}, bias=0.0, threshold=0.9, vocabulary=[]))
+    judged = call(server.url + "/v1/answer", body)
+    assert judged.status == 200, judged.body
+    assert [(a["answer"], a["abstained"], a["confidence"]) for a in judged.body["answers"]] == [(None, True, 0.5)] * 2
+    assert [a["passages"] for a in judged.body["answers"]] == [a["passages"] for a in plain]
+    forced = call(server.url + "/v1/answer", {**body, "abstain": False}).body["answers"]
+    assert [(a["answer"], a["abstained"], a["confidence"]) for a in forced] == [(a["answer"], False, None) for a in plain]

@@ -157,3 +157,14 @@ def test_a_server_with_a_token_asks_for_it(browser, pipeline):
         browser.click("#ask")
         state = browser.wait_for(lambda s: not s["hidden"] and s["titles"])
         assert state["error"] == "" and state["titles"]
+
+
+def test_an_abstention_shows_no_answer_and_marks_nothing(browser, server, pipeline, monkeypatch):
+    from ragmodels.abstention import AbstentionRule
+
+    # confidence sigmoid(0) = 0.5 for every question, below the threshold: the model abstains
+    monkeypatch.setattr(pipeline, "abstention", AbstentionRule(weights={}, bias=0.0, threshold=0.9, vocabulary=[]))
+    browser.send("POST", "/url", {"url": server.url + "/"})
+    state = ask(browser, "Who wrote Hamlet?")
+    assert state["error"] == "" and state["answer"] == "No answer in the knowledge base"
+    assert state["titles"] and state["marks"] == []  # the closest passages are shown, nothing marked in them

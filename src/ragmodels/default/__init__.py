@@ -9,7 +9,8 @@ only its top layer, fine-tuned with the generator, ships (``question_encoder_lay
     from ragmodels.default import load_default
     model, tokenizer = load_default()          # RagSequenceForGeneration (copy-restricted) with its retriever, RagTokenizer
 
-Rebuild with ``python scripts/train_default.py --export``.
+Rebuild with ``python scripts/train_default.py --export``, then refit its abstention rule
+(``abstention.json``: when to say "no answer in the knowledge base") with ``python scripts/fit_abstention.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any
+
+from ..abstention import FILE_NAME as ABSTENTION_FILE  # the rule, fitted by scripts/fit_abstention.py
 
 DEFAULT_DIR = Path(__file__).resolve().parent
 GENERATOR_DIR = "generator"
@@ -188,7 +191,8 @@ def install(staged: str | os.PathLike, out: str | os.PathLike = DEFAULT_DIR) -> 
         shutil.copytree(staged / name, out / name)
     for name in ("config.json", "info.json"):
         shutil.copy2(staged / name, out / name)
-    (out / QUESTION_LAYERS_FILE).unlink(missing_ok=True)
-    if (staged / QUESTION_LAYERS_FILE).is_file():
-        shutil.copy2(staged / QUESTION_LAYERS_FILE, out / QUESTION_LAYERS_FILE)
+    for name in (QUESTION_LAYERS_FILE, ABSTENTION_FILE):  # a rule fitted for the old model does not fit the new one
+        (out / name).unlink(missing_ok=True)
+        if (staged / name).is_file():
+            shutil.copy2(staged / name, out / name)
     return out

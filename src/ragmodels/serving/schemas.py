@@ -40,6 +40,9 @@ def request_model(settings: ServerSettings) -> type[BaseModel]:
         copy_from_context: bool | None = Field(
             _DEFAULTS.copy_from_context,
             description="answers restricted to token spans of the retrieved passages (default: as the model says)")
+        abstain: bool = Field(
+            _DEFAULTS.abstain,
+            description="answer null (abstained) when the evidence is weak, by the model's abstention rule; false: always answer")
 
         @model_validator(mode="after")
         def _lengths_agree(self) -> "AnswerRequest":
@@ -63,8 +66,12 @@ class PassageOut(BaseModel):
 
 class AnswerOut(BaseModel):
     question: str
-    answer: str
-    score: float = Field(description="log p(answer | question) under the model (natural log)")
+    answer: str | None = Field(description="the answer; null when the model abstained (no answer in the knowledge base)")
+    abstained: bool = Field(description="true: the evidence was too weak to answer from the knowledge base")
+    confidence: float | None = Field(
+        description="p(answerable) by the model's abstention rule; null when the model has none or abstain is false")
+    score: float = Field(description="log p(answer | question) under the model (natural log), for the best candidate "
+                                     "even when abstained")
     passages: list[PassageOut]
 
 
