@@ -52,17 +52,13 @@ class RagPreTrainedModel(PreTrainedModel):
         super().__init__(config, *args, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, *args: Any, **kwargs: Any) -> "RagPreTrainedModel":
-        """transformers' ``from_pretrained``; first checks that the installed transformers can run the model."""
-        require_torch_models(cls.__name__)
-        return super().from_pretrained(*args, **kwargs)
-
-    @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Any, *model_args: Any, strict: bool = True,
                         **kwargs: Any) -> Any:
         """transformers' ``from_pretrained``, except that a weight missing from the checkpoint, unexpected in
         it or of another shape is a ``WeightLoadError`` naming the keys (``ragmodels.loading``), never a silent
-        random initialisation. ``strict=False`` gives transformers' behaviour (random init and a report)."""
+        random initialisation. ``strict=False`` gives transformers' behaviour (random init and a report).
+        First checks that the installed transformers can run the model."""
+        require_torch_models(cls.__name__)
         if not strict:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         wants_info = kwargs.pop("output_loading_info", False)
