@@ -307,8 +307,7 @@ def flat_report(work: Path, sizes: list[int], repeats: int, qtok) -> None:
     table, checks = [], []
     for n in sizes:
         folder = saved_custom_index(work, n)
-        embeddings = np.asarray(faiss.rev_swig_ptr(faiss.read_index(str(folder / "index.faiss")).get_xb(), n * FLAT_DIM))
-        embeddings = embeddings.reshape(n, FLAT_DIM)
+        embeddings = faiss.read_index(str(folder / "index.faiss")).reconstruct_n(0, n)  # (n, FLAT_DIM), a copy
         rng = np.random.default_rng(1)
         picks = rng.integers(0, n, 20 * BATCH)
         vectors = (embeddings[picks] + 0.3 * rng.standard_normal((len(picks), FLAT_DIM))).astype(np.float32)

@@ -110,6 +110,7 @@ _UNSAFE_CATEGORIES = ("M", "C", "Z")  # marks, control/format/private/unassigned
 _NORMALIZERS = {"NFC", "NFD", "NFKC", "NFKD", "Precompiled", "BertNormalizer", "Lowercase"}
 _SPLITTING_PRE_TOKENIZERS = {"WhitespaceSplit", "Whitespace", "BertPreTokenizer"}
 _MODELS = ("BPE", "Unigram", "WordPiece")
+SEQUENTIAL_ENCODE = 64  # content_ids: up to this many strings are encoded one by one
 
 
 def _safe_last_char(string: str) -> bool:
@@ -235,6 +236,11 @@ def content_ids(tokenizer: PreTrainedTokenizerBase, strings: list[str]) -> list[
     """Ids of ``strings`` without special tokens, one tokenizer call, as int32 arrays."""
     if not strings:
         return []
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if len(strings) <= SEQUENTIAL_ENCODE and backend is not None and backend.truncation is None and backend.padding is None:
+        # what the call runs (encode_batch without special tokens), one string at a time: a few short strings
+        # cost more to hand to the tokenizers thread pool (milliseconds on a busy machine) than to encode
+        return [np.asarray(backend.encode(s, add_special_tokens=False).ids, dtype=np.int32) for s in strings]
     return [np.asarray(ids, dtype=np.int32) for ids in tokenizer(strings, add_special_tokens=False)["input_ids"]]
 
 
