@@ -210,7 +210,8 @@ class FaissIndex:
 
     def _flat_search(self) -> ExactFlatSearch:
         """The exact bf16-scan search of a flat inner-product index (its copy cached next to ``path``)."""
-        if self._exact_flat is None or len(self._exact_flat.vectors) != self.ntotal:
+        current = self._exact_flat
+        if current is None or current.index is not self.faiss_index or len(current.vectors) != self.ntotal:
             self._exact_flat = ExactFlatSearch(self.faiss_index, self.path)
         return self._exact_flat
 
