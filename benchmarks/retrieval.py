@@ -21,6 +21,12 @@ Built corpora, knowledge bases, token stores and their build times are cached un
 run builds them (about 15-20 minutes at 100k passages on 2 busy cores), later runs reuse them.
 
     python benchmarks/retrieval.py [--passages 100000] [--small 20000] [--work /tmp/ragmodels-bench]
+
+``--flat`` runs only the exact-search report (``flat_report``): a flat 100k x 128 custom index saved as
+``datasets`` saves it (``save_to_disk`` folder + ``index.faiss``), loaded by both retrievers, with a
+per-stage breakdown of ours (search, fetch, contextualize), FAISS's own scan and the machine's matmul
+limit, for a BART-style and a WordPiece generator tokenizer; ``--flat --million`` adds 1M passages (not
+in CI: about 1.5 GB of files under --work).
 """
 
 from __future__ import annotations
@@ -257,6 +263,106 @@ def encoding_throughput(work: Path, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+FLAT_DIM = 128
+
+
+def saved_custom_index(work: Path, n: int) -> Path:
+    """A datasets-saved custom index of n random 100-word passages with clustered FLAT_DIM-d embeddings."""
+    import datasets
+    import faiss
+
+    folder = work / f"custom-{n}-{FLAT_DIM}"
+    if (folder / "index.faiss").exists():
+        return folder
+    print(f"[building {folder.name}]", file=sys.stderr, flush=True)
+    rng = np.random.default_rng(0)
+    vocab = np.array(["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), rng.integers(3, 9))) for _ in range(5000)])
+    basis = np.linalg.qr(rng.standard_normal((FLAT_DIM, 32)))[0].T.astype(np.float32)  # (32, FLAT_DIM)
+    centers = rng.standard_normal((1000, 32)).astype(np.float32)
+    z = centers[rng.integers(0, 1000, n)] + 0.5 * rng.standard_normal((n, 32), dtype=np.float32)
+    embeddings = z @ basis + 0.05 * rng.standard_normal((n, FLAT_DIM), dtype=np.float32)  # (n, FLAT_DIM)
+    dataset = datasets.Dataset.from_dict({
+        "title": [" ".join(vocab[rng.integers(0, len(vocab), 2)]) for _ in range(n)],
+        "text": [" ".join(vocab[rng.integers(0, len(vocab), 100)]) for _ in range(n)],
+        "embeddings": list(embeddings),
+    })
+    dataset.save_to_disk(str(folder / "passages"))
+    index = faiss.IndexFlatIP(FLAT_DIM)
+    index.add(embeddings)
+    faiss.write_index(index, str(folder / "index.faiss"))
+    return folder
+
+
+def flat_report(work: Path, sizes: list[int], repeats: int, qtok) -> None:
+    """Ours vs the reference on a saved flat custom index, stage by stage, in one run (medians, interleaved)."""
+    import os
+
+    import faiss
+    import torch
+
+    from ragmodels.config import RagConfig
+
+    bart_tok = tokenizers(work)[1]  # byte-level BPE, BART-style
+    generator_tokenizers = {"BART-style BPE": bart_tok, "WordPiece (MiniLM)": qtok}
+    table, checks = [], []
+    for n in sizes:
+        folder = saved_custom_index(work, n)
+        embeddings = faiss.read_index(str(folder / "index.faiss")).reconstruct_n(0, n)  # (n, FLAT_DIM), a copy
+        rng = np.random.default_rng(1)
+        picks = rng.integers(0, n, 20 * BATCH)
+        vectors = (embeddings[picks] + 0.3 * rng.standard_normal((len(picks), FLAT_DIM))).astype(np.float32)
+        qids = qtok([f"what is the meaning of question number {i}?" for i in range(len(picks))], padding=True)["input_ids"]
+        batches = [(qids[i : i + BATCH], vectors[i : i + BATCH]) for i in range(0, len(picks), BATCH)]
+        for tok_name, gtok in generator_tokenizers.items():
+            config = RagConfig(index_name="custom", passages_path=str(folder / "passages"),
+                               index_path=str(folder / "index.faiss"), retrieval_vector_size=FLAT_DIM,
+                               n_docs=N_DOCS, max_combined_length=300)
+            ours, reference = retriever_class("ours")(config, qtok, gtok), retriever_class("reference")(config, qtok, gtok)
+            kb = ours.index
+            scan_copy = torch.from_numpy(embeddings).bfloat16()
+            fp32 = torch.from_numpy(embeddings)
+            stages = {
+                "reference call": lambda b: reference(*b, return_tensors="np"),
+                "ours call": lambda b: ours(*b, return_tensors="np"),
+                "ours search": lambda b: kb.index.search(b[1], N_DOCS),
+                "ours search + fetch": lambda b: ours.retrieve(b[1], N_DOCS),
+                "FAISS flat scan": lambda b: kb.index.faiss_index.search(b[1], N_DOCS),
+                "bf16 matmul (limit)": lambda b: torch.nn.functional.linear(torch.from_numpy(b[1]).bfloat16(), scan_copy),
+                "fp32 matmul": lambda b: torch.nn.functional.linear(torch.from_numpy(b[1]), fp32),
+            }
+            same = [(o, r) for o, r in ((ours(*b, return_tensors="np"), reference(*b, return_tensors="np")) for b in batches)]
+            identical = all(np.array_equal(o[key], r[key]) for o, r in same for key in ("doc_ids", "context_input_ids",
+                                                                                        "context_attention_mask"))
+            checks.append(f"{n:,} / {tok_name}: {'same ids and contexts' if identical else 'OUTPUTS DIFFER'} "
+                          f"({len(batches)} batches of {BATCH})")
+            times = {name: [] for name in stages}
+            for r in range(repeats):  # interleaved: the other processes' load falls on every stage alike
+                for name, run in stages.items():
+                    t0 = time.perf_counter()
+                    run(batches[r % len(batches)])
+                    times[name].append(time.perf_counter() - t0)
+            ms = {name: 1e3 * float(np.median(t)) for name, t in times.items()}
+            fetch = ms["ours search + fetch"] - ms["ours search"]
+            contextualize = ms["ours call"] - ms["ours search + fetch"]
+            label = f"flat {n:,}, {tok_name}"
+            table += [
+                (f"{label}: whole call (ms)", f"{ms['ours call']:.1f}", f"{ms['reference call']:.1f}",
+                 f"{ms['reference call'] / ms['ours call']:.2f}x"),
+                (f"  search (ms) / FAISS's own scan", f"{ms['ours search']:.1f}", f"{ms['FAISS flat scan']:.1f}",
+                 f"{ms['FAISS flat scan'] / ms['ours search']:.2f}x"),
+                (f"  search / bf16 matmul limit ({ms['bf16 matmul (limit)']:.1f} ms; fp32 {ms['fp32 matmul']:.1f})",
+                 f"{ms['ours search'] / ms['bf16 matmul (limit)']:.2f}x the limit", "", ""),
+                ("  fetch (ms)", f"{fetch:.1f}", "", ""),
+                ("  contextualize (ms)", f"{contextualize:.1f}", "", ""),
+            ]
+            del ours, reference
+    print(f"\nexact flat search: ragmodels vs transformers.RagRetriever over the same saved custom index, {FLAT_DIM}-d, "
+          f"batch {BATCH}, n_docs {N_DOCS}, medians of {repeats} interleaved calls; load average "
+          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
+    print(markdown_table(["metric", "ragmodels", "reference", "ratio"], table))
+    print("ours vs reference: " + "; ".join(checks))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--passages", type=int, default=100_000)
@@ -265,10 +371,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="duration of each throughput measurement")
     parser.add_argument("--encode-sample", type=int, default=256, help="passages encoded with MiniLM for build throughput")
     parser.add_argument("--child", nargs=2, metavar=("IMPL", "KB"))
+    parser.add_argument("--flat", action="store_true", help="only the exact flat search report (flat_report)")
+    parser.add_argument("--million", action="store_true", help="with --flat: also 1M passages (not in CI)")
+    parser.add_argument("--repeats", type=int, default=40, help="with --flat: calls per stage")
     args = parser.parse_args()
     work = Path(args.work)
     if args.child:
         return child(args.child[0], args.child[1], args.work)
+    if args.flat:
+        work.mkdir(parents=True, exist_ok=True)
+        make_corpus(work / f"corpus-{args.small}", args.small)  # the generator tokenizer is trained on it
+        qtok, _ = tokenizers(work)
+        return flat_report(work, [args.passages] + ([1_000_000] if args.million else []), args.repeats, qtok)
 
     t0 = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)

@@ -86,11 +86,13 @@ def tokenizer_variant(name, bart_tokenizer, t5_tokenizer):
 
 
 TOKENIZER_VARIANTS = ["bart", "t5", "t5-nfkc", "t5-metaspace-first", "t5-metaspace-always", "bart-prefix-space",
-                      "bart-left-pad"]
+                      "bart-left-pad", "wordpiece"]
 
 
 @pytest.fixture(params=TOKENIZER_VARIANTS)
 def tokenizer(request, bart_tokenizer, t5_tokenizer):
+    if request.param == "wordpiece":  # BERT's WordPiece (MiniLM's, uncased): BertNormalizer + BertPreTokenizer
+        return request.getfixturevalue("question_tokenizer")
     return tokenizer_variant(request.param, bart_tokenizer, t5_tokenizer)
 
 
@@ -135,3 +137,28 @@ def test_unprovable_cases_fall_back(bart_tokenizer):
     assert cache.fallbacks == 4
     assert ContextCache(variant(bart_tokenizer, lambda s: s.update(pre_tokenizer=None))).plan is None
     assert ContextCache(variant(bart_tokenizer, lambda s: s.update(normalizer={"type": "Strip", "strip_left": True, "strip_right": True}))).plan is None
+
+
+WORDPIECE_EDGES = [
+    "ends with punctuation.", "ends with a quote'", "hyphen-", "(paren)", "Café", "naïve", "e\u0301", "İstanbul İ",
+    "ΟΔΥΣΣΕΥΣ", "Σ", "日本語", "中文 text 中", "한국어", "😀", "x" * 150, "a" * 99 + "b", "tab\tend", "ctrl\x07",
+    "zero\u200bwidth", "ﬁ ligature", "UPPER lower MiXeD", "don't", "1990s", "[UNK]", "[SEP] inside", "##piece",
+]
+
+
+@pytest.mark.parametrize("max_length", [12, 40, 300])
+def test_wordpiece_edge_cases_equal_one_tokenizer_call(question_tokenizer, max_length):
+    """BERT's normalizer and pre-tokenizer at the split: punctuation, accents and case, CJK, words that become
+    [UNK] (emoji, longer than 100 characters), special-token text, and truncation at three lengths."""
+    cache = ContextCache(question_tokenizer)
+    assert cache.enabled
+    docs = [{"title": [WORDPIECE_EDGES[(i + j) % len(WORDPIECE_EDGES)] for j in range(4)],
+             "text": [WORDPIECE_EDGES[(3 * i + j + 1) % len(WORDPIECE_EDGES)] + " and " + WORDPIECE_EDGES[(i + 2 * j) % len(WORDPIECE_EDGES)]
+                      for j in range(4)]} for i in range(len(WORDPIECE_EDGES))]
+    questions = [WORDPIECE_EDGES[(5 * i) % len(WORDPIECE_EDGES)] + "?" for i in range(len(docs))]
+    want = reference(question_tokenizer, docs, questions, None, max_length)
+    got = contextualize(docs, questions, question_tokenizer, prefix=None, title_sep=" / ", doc_sep=" // ",
+                        max_length=max_length, cache=cache)
+    assert got == want
+    rows = 4 * len(docs)
+    assert cache.fallbacks < rows // 4  # mostly the fast path: only CJK/İ/control endings fall back

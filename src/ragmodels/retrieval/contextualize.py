@@ -16,15 +16,20 @@ call does. Why the concatenation is exact (``_fast_plan`` / ``_passage_ids``):
     character that is not whitespace, a mark, a format character or a grapheme "Prepend", a space
     starts a new grapheme, so normalizing the parts separately gives the same string;
   - its pre-tokenizer always cuts before a space that follows a non-space (byte-level BPE's regex,
-    ``WhitespaceSplit``/``Whitespace``, ``Metaspace`` with split, which does not prepend to a part that
-    already starts with a space), and the model (BPE without dropout, Unigram) encodes pre-tokens
-    independently;
+    ``WhitespaceSplit``/``Whitespace``, BERT's ``BertPreTokenizer``, which splits at whitespace and
+    punctuation, ``Metaspace`` with split, which does not prepend to a part that already starts with a
+    space), and the model (BPE without dropout, Unigram, WordPiece: [UNK] and the 100-character limit
+    are per word) encodes pre-tokens independently;
+  - BERT's ``BertNormalizer`` also acts character by character: control characters dropped, whitespace
+    mapped to a space, spaces put around CJK characters, accents stripped (NFD, marks dropped) and case
+    lowered per character (measured: "ΑΣ" -> "ασ", no final-sigma rule). A part whose normalized form
+    ends in a space or a mark (a CJK or "İ" ending) is not provably safe and falls back;
   - no added token contains whitespace, and none with ``rstrip`` ends the passage part (it would eat
     the space of ``doc_sep``).
 Anything else (another tokenizer, a passage ending in whitespace, a ``doc_sep`` not starting with a
 space, left truncation, an odd tensor type) takes the reference's single tokenizer call, row by row
 where only some rows qualify. tests/retrieval/test_contextualize_fast.py checks the equality on
-random and edge-case strings for BART and T5 tokenizers.
+random and edge-case strings for BART, T5 and BERT (WordPiece) tokenizers.
 """
 
 from __future__ import annotations
@@ -102,8 +107,10 @@ _PREPEND = frozenset(
      0x1193F, 0x11941, 0x11A3A, *range(0x11A84, 0x11A8A), 0x11D46, 0x11F02]
 )
 _UNSAFE_CATEGORIES = ("M", "C", "Z")  # marks, control/format/private/unassigned, separators
-_NORMALIZERS = {"NFC", "NFD", "NFKC", "NFKD", "Precompiled"}
-_SPLITTING_PRE_TOKENIZERS = {"WhitespaceSplit", "Whitespace"}
+_NORMALIZERS = {"NFC", "NFD", "NFKC", "NFKD", "Precompiled", "BertNormalizer", "Lowercase"}
+_SPLITTING_PRE_TOKENIZERS = {"WhitespaceSplit", "Whitespace", "BertPreTokenizer"}
+_MODELS = ("BPE", "Unigram", "WordPiece")
+SEQUENTIAL_ENCODE = 64  # content_ids: up to this many strings are encoded one by one
 
 
 def _safe_last_char(string: str) -> bool:
@@ -172,7 +179,7 @@ def _fast_plan(tokenizer: PreTrainedTokenizerBase) -> _Plan | None:
     except Exception:  # noqa: BLE001 - a backend we cannot inspect is one we cannot prove
         return None
     model = spec.get("model") or {}
-    if model.get("type") not in ("BPE", "Unigram") or model.get("dropout") not in (None, 0, 0.0):
+    if model.get("type") not in _MODELS or model.get("dropout") not in (None, 0, 0.0):
         return None
     if not (_normalizer_ok(spec.get("normalizer")) and _pre_tokenizer_ok(spec.get("pre_tokenizer"))):
         return None
@@ -229,6 +236,11 @@ def content_ids(tokenizer: PreTrainedTokenizerBase, strings: list[str]) -> list[
     """Ids of ``strings`` without special tokens, one tokenizer call, as int32 arrays."""
     if not strings:
         return []
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if len(strings) <= SEQUENTIAL_ENCODE and backend is not None and backend.truncation is None and backend.padding is None:
+        # what the call runs (encode_batch without special tokens), one string at a time: a few short strings
+        # cost more to hand to the tokenizers thread pool (milliseconds on a busy machine) than to encode
+        return [np.asarray(backend.encode(s, add_special_tokens=False).ids, dtype=np.int32) for s in strings]
     return [np.asarray(ids, dtype=np.int32) for ids in tokenizer(strings, add_special_tokens=False)["input_ids"]]
 
 

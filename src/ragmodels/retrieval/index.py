@@ -31,7 +31,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from ragmodels._io import fsync_file
+from .._io import fsync_file
+from .exact_flat import ExactFlatSearch
 
 INDEX_KINDS = ("flat", "hnsw", "ivf_pq", "ivf_sq8")
 
@@ -197,6 +198,8 @@ class FaissIndex:
         self.refine_factor = 1  # > 1: exact re-ranking of refine_factor * k candidates (set_refine)
         self.refine_vectors: Callable[[np.ndarray], np.ndarray] | None = None
         self.read_only = False  # vectors memory-mapped from a file (``read``): FAISS aborts on writes to them
+        self.fast_flat = True  # flat inner-product kinds: a bf16 scan re-scored by FAISS (exact_flat.py)
+        self._exact_flat: ExactFlatSearch | None = None  # built on the first search, dropped by add
 
     # -- properties -------------------------------------------------------------------------------
     @property
@@ -243,6 +246,7 @@ class FaissIndex:
                 self.max_norm = float(np.linalg.norm(embeddings, axis=1).max(initial=0.0))
             embeddings = self._augment_passages(embeddings)
         self.faiss_index.add(embeddings)
+        self._exact_flat = None
 
     def empty_copy(self) -> "FaissIndex":
         """An index of the same kind, parameters and training without vectors (to refill or shard).
@@ -289,6 +293,10 @@ class FaissIndex:
             raise ValueError(f"k must be a positive number of results, got {k}.")
         if self.refine_factor > 1 and self.ntotal > k:
             return self._refined_search(queries, k)
+        if self.fast_flat and self.kind == "flat" and self.metric == "ip":
+            found = self._flat_search().search(queries, k)
+            if found is not None:
+                return found
         faiss_queries = np.hstack([queries, np.zeros((len(queries), 1), np.float32)]) if self.augmented else queries
         distances, ids = self.faiss_index.search(faiss_queries, k)  # (bs, k), (bs, k)
         ids = ids.astype(np.int64, copy=False)
@@ -301,6 +309,13 @@ class FaissIndex:
             scores = np.einsum("bd,bkd->bk", queries, self.reconstruct(np.maximum(ids, 0)))
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
         return scores, ids
+
+    def _flat_search(self) -> ExactFlatSearch:
+        """The exact bf16-scan search of a flat inner-product index (its copy cached next to ``path``)."""
+        current = self._exact_flat
+        if current is None or current.index is not self.faiss_index or len(current.vectors) != self.ntotal:
+            self._exact_flat = ExactFlatSearch(self.faiss_index, self.path)
+        return self._exact_flat
 
     def _refined_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``refine_factor * k`` from the index, re-scored with exact inner products, top ``k`` kept."""
