@@ -116,3 +116,12 @@ def test_pipeline_applies_its_rule_and_can_be_told_not_to(tiny_rag_checkpoint, t
     assert loaded.abstention == _always(abstain=False)
     assert [(a.answer, a.abstained, a.confidence) for a in loaded.answer(QUESTIONS[:2], **fast)] == \
         [(a.answer, False, 0.5) for a in plain]
+
+
+def test_the_fit_vocabulary_holds_function_words_and_the_questions_common_words():
+    from ragmodels.abstention import FUNCTION_WORDS, fit_vocabulary
+
+    questions = [f"What is the capital of Country{i}?" for i in range(200)]
+    vocabulary = set(fit_vocabulary(questions))
+    assert {"capital", "what", "tell", "does"} <= vocabulary and FUNCTION_WORDS <= vocabulary
+    assert not any(w.startswith("country") for w in vocabulary)  # each entity is in too few questions

@@ -53,6 +53,24 @@ def question_words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+# English function words and question verbs: how a question is put, never what it is about. ``fit_vocabulary``
+# adds them to the fitted questions' common words, so a paraphrase ("Tell me the capital of Peru.", "What
+# currency does Japan use?") is not taken for an unsupported question because of its wording.
+FUNCTION_WORDS = frozenset("""
+a an the this that these those it its is are was were be been being am do does did done have has had
+of in on at to for from by with within into about as than and or not no yes s
+what which who whom whose where when why how much many
+i me my we us our you your he she they them their there here
+can could would will shall should may might must please tell say give name list show find know call called
+use uses used lie lies located situated official also
+""".split())
+
+
+def fit_vocabulary(questions: Iterable[str], min_share: float = 0.01) -> list[str]:
+    """The vocabulary a rule is fitted with: ``common_words`` of ``questions`` and FUNCTION_WORDS."""
+    return sorted(FUNCTION_WORDS.union(common_words(questions, min_share)))
+
+
 def common_words(questions: Iterable[str], min_share: float = 0.01) -> list[str]:
     """Words that occur in at least ``min_share`` of ``questions`` (the question templates' words, not the
     entities: an entity occurs in the few questions about it)."""
