@@ -192,14 +192,14 @@ def reaping_orphans():
         libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
-def _ask(args: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, float]:
-    """The finished ``ragmodels ask ARGS``, its wall seconds and its CPU seconds (user + system)."""
-    before, start = os.times(), time.perf_counter()
+def _ask(args: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float]:
+    """The finished ``ragmodels ask ARGS`` and its CPU seconds (user + system)."""
+    before = os.times()
     done = subprocess.run([sys.executable, "-m", "ragmodels.cli", "ask", *args], env=env, capture_output=True,
                           timeout=300)
-    wall, after = time.perf_counter() - start, os.times()
+    after = os.times()
     assert done.returncode == 0, done.stderr.decode()
-    return done, wall, after.children_user - before.children_user + after.children_system - before.children_system
+    return done, after.children_user - before.children_user + after.children_system - before.children_system
 
 
 CLIENT_IMPORTS = """
@@ -222,7 +222,7 @@ def test_real_worker_answers_the_same_bytes_faster(worker_dir, monkeypatch):
     spec, reaped = None, False
     with reaping_orphans():
         try:
-            cold, cold_s, cold_cpu = _ask([*questions, "--json", "--worker-idle-minutes", "5"], env)  # starts one
+            cold, cold_cpu = _ask([*questions, "--json", "--worker-idle-minutes", "5"], env)  # starts one
             cold_objects = [json.loads(line) for line in cold.stdout.splitlines()]  # one JSON object a line
             assert [o["question"] for o in cold_objects] == questions
             assert [o["answer"] is None and o["abstained"] for o in cold_objects] == [False, True, False]
@@ -231,10 +231,10 @@ def test_real_worker_answers_the_same_bytes_faster(worker_dir, monkeypatch):
             while (info := ask_worker.ping(spec)) is None:
                 assert time.monotonic() < deadline, (worker_dir / f"{spec.key}.log").read_text()
                 time.sleep(0.2)
-            warm, warm_s, warm_cpu = _ask([*questions, "--json"], env)
+            warm, warm_cpu = _ask([*questions, "--json"], env)
             assert warm.stdout == cold.stdout and warm.stderr == b""
-            # the client does next to nothing (robust on a busy machine, where the answer's time itself varies)
-            assert warm_cpu < cold_cpu / 5 and warm_s < cold_s, (warm_cpu, cold_cpu, warm_s, cold_s)
+            # the client does next to nothing: CPU seconds, not wall time (a busy machine stretches the latter)
+            assert warm_cpu < cold_cpu / 5, (warm_cpu, cold_cpu)
             # other options and the text format, against an in-process answer
             greedy = [questions[0], "--num-beams", "1", "--n-docs", "2"]
             assert _ask(greedy, env)[0].stdout == _ask([*greedy, "--no-worker"], env)[0].stdout

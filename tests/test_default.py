@@ -69,12 +69,25 @@ def test_question_layers_from_another_encoder_are_refused(tmp_path):
         default._load_question_layers(encoder, tmp_path / "layers.safetensors")
 
 
-def test_answers_held_out_questions(pipeline):
-    answers = pipeline.answer(list(QUESTIONS), num_beams=1)
-    assert [a.answer for a in answers] == list(QUESTIONS.values())
-    for a in answers:
+def test_answers_are_spans_of_retrieved_passages_and_held_out_em_is_above_a_floor(pipeline):
+    """Properties, not pinned strings: the default is copy-restricted, so every answer is a span of one of the
+    passages it retrieved; and on a sample of GeoQA test questions (entities never seen in training) its exact
+    match stays above a floor well below the 0.626 the README reports (greedy), so other CPUs' rounding of a
+    near-tie cannot fail it while a broken model (EM ~0.01 unconstrained, 0.09 closed-book) does."""
+    from ragmodels.data.geo_qa import build_geo_qa
+    from ragmodels.evaluation.metrics import exact_match, max_over_answers
+
+    test = build_geo_qa().splits["test"][::3]  # ~100 questions of every relation
+    answers = pipeline.answer([r["question"] for r in test], num_beams=1)
+    for record, a in zip(test, answers):
         assert len(a.passages) == pipeline.model.config.n_docs
-        assert abs(sum(p.score for p in a.passages) - 1) < 1e-4
+        assert abs(sum(p.score for p in a.passages) - 1) < 1e-4  # p(z|x) over the retrieved passages
+        # a span of what the generator read for some passage: "title / text // question"
+        assert any(a.answer in f"{p.title} / {p.text} // {record['question']}" for p in a.passages), a.answer
+    em = sum(max_over_answers(exact_match, a.answer, r["answers"]) for a, r in zip(answers, test)) / len(test)
+    assert em > 0.5
+    named = pipeline.answer(list(QUESTIONS), num_beams=1)  # a few held-out facts, one or more per relation
+    assert sum(a.answer == want for a, want in zip(named, QUESTIONS.values())) >= len(QUESTIONS) - 2
 
 
 def test_ask_json_shape(capsys):
