@@ -282,7 +282,7 @@ def serving_worker(spec, pipeline):
 
 def test_a_silent_client_does_not_block_other_asks(worker_dir, tiny_rag_checkpoint, tiny_knowledge_base, monkeypatch):
     from ragmodels.pipeline import RagPipeline
-    from ragmodels.cli import ask_fields_namespace, format_answers
+    from ragmodels.answering import ask_fields_namespace, format_answers
 
     monkeypatch.setattr(ask_worker, "READ_TIMEOUT_S", 600.0)  # phase 1: the silent clients are not timed out
     monkeypatch.setenv(ask_worker.ENV_TIMEOUT, "20")  # a worker that waited on them would not answer in time

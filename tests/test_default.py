@@ -177,7 +177,8 @@ def test_ask_json_is_one_object_per_question_in_order(capsys):
 
 
 def test_ask_text_says_no_answer(capsys):
-    from ragmodels.cli import NO_ANSWER, main
+    from ragmodels.answering import NO_ANSWER
+    from ragmodels.cli import main
 
     assert main(["ask", "Who wrote Hamlet?"]) == 0
     text = capsys.readouterr().out

@@ -12,7 +12,7 @@ worker over a Unix-domain socket, and when none is running it answers in-process
   means another key, hence a fresh worker; the old one notices within seconds and exits. Only local
   models and indexes are served (Hub ids answer in-process), so a worker never answers from something
   that changed under it.
-- **Same bytes**: the worker runs the CLI's own answer-and-format function (``cli.format_answers``) and the
+- **Same bytes**: the worker runs the CLI's own answer-and-format function (``answering.format_answers``) and the
   client writes the text it gets back; ``ValueError``/``OSError`` come back as the CLI's error line and
   exit status 1; anything else, a dead worker or no reply within ``RAGMODELS_WORKER_TIMEOUT`` seconds
   (default 120) make the client answer in-process instead.
@@ -432,7 +432,7 @@ class _Worker:
     """A loaded pipeline served on the spec's socket (``pipeline``: a ready one, else loaded from the spec)."""
 
     def __init__(self, spec: WorkerSpec, pipeline: Any = None):
-        from .cli import ask_fields_namespace, format_answers, load_pipeline
+        from .answering import ask_fields_namespace, format_answers, load_pipeline
 
         self.spec = spec
         self.pipeline = pipeline if pipeline is not None else load_pipeline(spec.model, spec.index)
@@ -526,7 +526,7 @@ class _Worker:
             return None
 
     def _answer(self, fields: dict) -> dict:
-        from .cli import error_line
+        from .answering import error_line
 
         try:
             return {"rc": 0, "stdout": self._format(self.pipeline, self._namespace(fields)), "stderr": ""}

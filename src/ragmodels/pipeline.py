@@ -147,7 +147,7 @@ class RagPipeline:
         ``architectures``. ``device`` defaults to CUDA when available.
         """
         from .modeling import RagSequenceForGeneration, RagTokenForGeneration
-        from .retrieval.retriever import RagRetriever
+        from .retrieval.retriever import RagRetriever, open_knowledge_base
 
         config = RagConfig.from_pretrained(model)
         head = head or _head_of(config, model)
@@ -155,7 +155,7 @@ class RagPipeline:
         if index is None:
             retriever = RagRetriever.from_pretrained(model, config=config)
         else:
-            retriever = RagRetriever(config, tokenizer.question_encoder, tokenizer.generator, index=_knowledge_base(index))
+            retriever = RagRetriever(config, tokenizer.question_encoder, tokenizer.generator, index=open_knowledge_base(index))
         model_class = RagTokenForGeneration if head == "token" else RagSequenceForGeneration
         rag = model_class.from_pretrained(model, config=config, retriever=retriever)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -258,16 +258,3 @@ def _head_of(config: RagConfig, model: str | os.PathLike) -> str:
             "pass head='token' or head='sequence'."
         )
     return heads.pop()
-
-
-def _knowledge_base(index: str | os.PathLike | tuple[str, str]) -> Any:
-    """What RagRetriever accepts as ``index=``: a loaded (and checked) knowledge base or passages + index."""
-    from .retrieval.knowledge_base import KnowledgeBase
-    from .retrieval.knowledge_base.manifest import MANIFEST_NAME
-    from .retrieval.retriever import IndexedPassages, _as_knowledge_base
-
-    if isinstance(index, tuple):
-        return IndexedPassages.load(*index)
-    if (Path(index) / MANIFEST_NAME).is_file():
-        return _as_knowledge_base(KnowledgeBase.load(index))
-    return _as_knowledge_base(index)

@@ -95,9 +95,9 @@ def load_default(index: Any = None, device: Any = None, head: str | None = None,
     if index is None:
         kb = IndexedPassages.load(folder / KB_DIR / "passages", folder / KB_DIR / "index.faiss")
     else:
-        from ..pipeline import _knowledge_base
+        from ..retrieval.retriever import open_knowledge_base
 
-        kb = _knowledge_base(index)
+        kb = open_knowledge_base(index)
     retriever = RagRetriever(config, question_tokenizer, generator_tokenizer, index=kb)
     question_encoder = load_pretrained(AutoModel, encoder_path, "question encoder", config=config.question_encoder)
     info = json.loads((folder / "info.json").read_text()) if (folder / "info.json").is_file() else {}

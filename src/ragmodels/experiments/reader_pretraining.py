@@ -32,6 +32,7 @@ from typing import Callable
 import torch
 
 from ..data.geo_qa import CONTINENTS, TEMPLATES, write_entries
+from ..data.jsonl import read_jsonl
 
 Example = tuple[str, str, str]  # (generator input, target text, kind)
 
@@ -119,15 +120,13 @@ class RealQA:
 
 def load_real(data: Path, question_tokenizer) -> RealQA:
     """GeoQA's training split and documents under ``data``."""
-    from .common import read
-
-    train = read(data / "train.jsonl")
+    train = read_jsonl(data / "train.jsonl").records
     by_relation: dict[str, list[str]] = defaultdict(list)
     for r in train:
         by_relation[r["relation"]].append(r["answers"][0])
     decoded = question_tokenizer.batch_decode(question_tokenizer([r["question"] for r in train])["input_ids"],
                                               skip_special_tokens=True)
-    return RealQA(train, decoded, {d["id"]: d for d in read(data / "documents.jsonl")}, by_relation)
+    return RealQA(train, decoded, {d["id"]: d for d in read_jsonl(data / "documents.jsonl").records}, by_relation)
 
 
 def real_examples(real: RealQA, rng: random.Random, counterfactual: float = 0.8) -> list[Example]:
@@ -273,10 +272,8 @@ def gold_passage_accuracy(generator, tokenizer, data: Path, question_tokenizer, 
 
     from ..evaluation.metrics import exact_match, max_over_answers
     from ..generation.context_copy import ContextCopy, ContextCopyLogitsProcessor
-    from .common import read
-
-    docs = {d["id"]: d for d in read(data / "documents.jsonl")}
-    records = read(data / f"{split}.jsonl")
+    docs = {d["id"]: d for d in read_jsonl(data / "documents.jsonl").records}
+    records = read_jsonl(data / f"{split}.jsonl").records
     decoded = question_tokenizer.batch_decode(question_tokenizer([r["question"] for r in records])["input_ids"],
                                               skip_special_tokens=True)
     scores: dict[str, list[float]] = defaultdict(list)

@@ -260,6 +260,20 @@ class RagRetriever:
         return queries
 
 
+def open_knowledge_base(index: str | os.PathLike | tuple[str, str] | Any) -> Any:
+    """What ``RagRetriever(index=...)`` searches, from a knowledge-base folder (``ragmodels index build``:
+    loaded with its manifest's checks), a saved retriever's folder, a (passages_path, index_path) pair, or
+    anything ``set_index`` accepts. The one opener the pipeline, the default model and the CLI use."""
+    from .knowledge_base import KnowledgeBase
+    from .knowledge_base.manifest import MANIFEST_NAME
+
+    if isinstance(index, tuple):
+        return IndexedPassages.load(*index)
+    if isinstance(index, (str, os.PathLike)) and (Path(index) / MANIFEST_NAME).is_file():
+        return _as_knowledge_base(KnowledgeBase.load(index))
+    return _as_knowledge_base(index)
+
+
 def _as_knowledge_base(obj: Any, passages: PassageStore | None = None):
     """Normalize what ``index=`` / ``set_index`` accept into an index object (ours, or one of the reference's API)."""
     if isinstance(obj, (IndexedPassages, LegacyIndex)):

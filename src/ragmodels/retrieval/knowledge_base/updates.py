@@ -81,9 +81,7 @@ def delete_passages(kb: KnowledgeBase, ids: Sequence[int]) -> Path:
 
 def _current(kb: KnowledgeBase) -> KnowledgeBase:
     """The version of ``kb`` on disk now (under the writer lock nobody else publishes until we do)."""
-    from .knowledge_base import KnowledgeBase
-
-    current = KnowledgeBase.load(kb.path)
+    current = type(kb).load(kb.path)
     if current.dimension != kb.dimension:
         raise ValueError(f"The knowledge base at {kb.path} was rebuilt with {current.dimension}-d vectors meanwhile.")
     return current
