@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import markdown_table  # noqa: E402
 
 from ragmodels.pipeline import RagPipeline  # noqa: E402
+from loadtest import run_load  # noqa: E402
 from ragmodels.serving import BackgroundServer, ServerSettings, create_app  # noqa: E402
-from ragmodels.serving.loadtest import run_load  # noqa: E402
 from ragmodels.serving.logs import logger  # noqa: E402
 
 WORDS = "capital city river country mountain discovered element language currency ocean border king".split()

@@ -113,21 +113,6 @@ def test_decodes_copy_restricted_as_its_config_says(pipeline):
     assert [a.answer for a in unconstrained] != [a.answer for a in answers]
 
 
-def test_export_and_reload_round_trip(pipeline, tmp_path):
-    """export_default (what scripts/train_default.py --export writes) reloads to the same answers and config."""
-    import json as _json
-
-    folder = default.export_default(pipeline.model, pipeline.tokenizer, default.DEFAULT_DIR / default.KB_DIR,
-                                    tmp_path / "exported", extra={"note": "test"}, question_layers=1)
-    config = _json.loads((folder / "config.json").read_text())
-    assert config["copy_from_context"] is True and config["generator"]["_name_or_path"] == default.GENERATOR_DIR
-    model, tokenizer = default.load_default(folder=folder)
-    from ragmodels.pipeline import RagPipeline
-
-    again = RagPipeline(model, tokenizer).answer(list(QUESTIONS), num_beams=1)
-    assert [a.answer for a in again] == list(QUESTIONS.values())
-
-
 def test_eval_without_a_model_scores_the_default(tmp_path, capsys):
     from ragmodels.cli import main
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import N_DOCS, QUESTIONS, tiny_rag_config
+from conftest import QUESTIONS
 from ragmodels import RagTokenForGeneration
 from ragmodels.cli import main
 from ragmodels.loading import WeightLoadError
@@ -51,24 +51,3 @@ def test_ask_on_a_checkpoint_without_a_question_encoder_weight_exits_naming_the_
     err = capsys.readouterr().err
     assert code != 0
     assert QE_KEY in err and "Traceback" not in err
-
-
-def test_a_checkpoint_saved_with_the_cached_question_encoder_reloads_to_the_same_outputs(
-        question_tokenizer, bart_tokenizer, tmp_path):
-    """The default's recipe trains with CachedQuestionEncoder in place (it wrapped the encoder under
-    ``.encoder``, so the saved keys carried an extra prefix and reloading gave a random question encoder)."""
-    from ragmodels.experiments.common import cache_question_encoder
-
-    torch.manual_seed(0)
-    model = RagTokenForGeneration(tiny_rag_config(bart_tokenizer, "bart", "dpr", n_docs=N_DOCS)).eval()
-    plain_keys = set(model.state_dict())
-    original = cache_question_encoder(model)
-    assert set(model.state_dict()) == plain_keys
-    model.save_pretrained(tmp_path / "ckpt")
-    model.rag.question_encoder = original
-    again = RagTokenForGeneration.from_pretrained(tmp_path / "ckpt").eval()
-    ids = question_tokenizer(QUESTIONS[:2], return_tensors="pt", padding=True)
-    with torch.no_grad():
-        want = model.rag.encode_question(ids["input_ids"], ids["attention_mask"])
-        got = again.rag.encode_question(ids["input_ids"], ids["attention_mask"])
-    assert torch.equal(got, want)

@@ -131,14 +131,14 @@ class AbstentionRule:
     def from_dict(cls, data: dict[str, Any]) -> "AbstentionRule":
         if data.get("format") != FORMAT:
             raise ValueError(f"Abstention rule of format {data.get('format')!r}; this version reads format {FORMAT}. "
-                             "Refit it with scripts/fit_abstention.py.")
+                             "Refit it with recipes/fit_abstention.py.")
         try:
             return cls(weights={k: float(v) for k, v in data["weights"].items()}, bias=float(data["bias"]),
                        threshold=float(data["threshold"]), vocabulary=[str(w) for w in data["vocabulary"]],
                        report=dict(data.get("report", {})))
         except (KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"Abstention rule is missing or has a malformed field ({err!r}); refit it with "
-                             "scripts/fit_abstention.py.") from err
+                             "recipes/fit_abstention.py.") from err
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``folder/abstention.json`` (atomically: a failed save leaves the old file)."""
@@ -155,7 +155,7 @@ def load(folder: str | os.PathLike) -> AbstentionRule | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); refit it with scripts/fit_abstention.py.") from err
+        raise ValueError(f"{path} is not valid JSON ({err}); refit it with recipes/fit_abstention.py.") from err
     try:
         return AbstentionRule.from_dict(data)
     except ValueError as err:

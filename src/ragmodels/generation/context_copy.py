@@ -12,7 +12,7 @@ and its next-token distribution is the generator's softmax over allowed_z alone 
 p_z(v) = exp(l_v) / sum_{u in allowed_z} exp(l_u). RAG then marginalizes as usual (RAG-Token per step
 over the question's passages, RAG-Sequence per answer), so an answer is a span of a passage that
 produced it and scores are likelihoods under these restricted distributions. A generator pre-trained with
-the same restricted softmax (``ragmodels.experiments.reader_pretraining``, ``copy_softmax``) fits it.
+the same restricted softmax (``recipes/geoqa/reader_pretraining.py``, ``copy_softmax``) fits it.
 Off by default (the reference has no such option).
 
 Shapes: P passages (contexts) of L tokens, R decoding rows, t tokens so far, V vocabulary.

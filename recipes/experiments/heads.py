@@ -1,10 +1,10 @@
 """Experiment (a): closed-book generator vs RAG-Token vs RAG-Sequence on the GeoQA test entities.
 
-    python scripts/experiments/heads.py --work /tmp/ragdefault [--out FILE.md]
+    python recipes/experiments/heads.py --work /tmp/ragdefault [--out FILE.md]
 
 All three have the same generator (T5, d_model 128, 2+2 layers, ffn 512, tied embeddings, 4k byte-level
 BPE learned from the corpus). The RAG models start from the same reader pre-training
-(``ragmodels.experiments.reader_pretraining``; cached in --work and shared with scripts/train_default.py)
+(``recipes/geoqa/reader_pretraining.py``; cached in --work and shared with recipes/train_default.py)
 and are then trained as RAG-Token / RAG-Sequence exactly as the default is: the project's recipe with the
 MiniLM question encoder frozen (n_docs 3), then a joint stage that also trains its top layer. The
 closed-book model reads the question only and is trained on the training questions for as many epochs
@@ -21,13 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-from ragmodels.experiments import common as c
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # recipes/: the geoqa helpers
+from geoqa import common as c  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parents[2] / "src" / "ragmodels" / "experiments" / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "geoqa" / "results"
 
 
 def default_report(args, kind: str) -> dict | None:
-    """The test report of scripts/train_default.py's run in --work when it used this experiment's settings."""
+    """The test report of recipes/train_default.py's run in --work when it used this experiment's settings."""
     info_file = args.work / f"run_{kind}" / "default" / "info.json"
     if not info_file.is_file():
         return None
@@ -76,9 +77,9 @@ def main(argv=None) -> int:
             print(f"{kind}: reusing {report_file}")
             continue
         default_run = default_report(args, kind)
-        if default_run is not None:  # scripts/train_default.py trained this very model in --work
+        if default_run is not None:  # recipes/train_default.py trained this very model in --work
             results[kind] = default_run
-            print(f"{kind}: reusing the run of scripts/train_default.py in {args.work}")
+            print(f"{kind}: reusing the run of recipes/train_default.py in {args.work}")
             continue
         started = time.perf_counter()
         if kind == "closed":
@@ -128,7 +129,7 @@ def main(argv=None) -> int:
                 for rel in sorted(first["by_relation"])]
     rel_table = c.markdown_table(["relation", "n", *[f"EM {name}" for name in columns]], rel_rows)
     text = (f"### Closed-book vs RAG-Token vs RAG-Sequence (GeoQA test, {len(test)} questions)\n\n"
-            f"Command: `python scripts/experiments/heads.py` (reader pre-training {args.reader_epochs} epochs, "
+            f"Command: `python recipes/experiments/heads.py` (reader pre-training {args.reader_epochs} epochs, "
             f"RAG {args.epochs} epochs{', copy-restricted softmax' if args.copy_softmax else ''}; closed-book "
             f"{args.reader_epochs + args.epochs} epochs; greedy decoding)\n\n{table}\n\n{rel_table}\n")
     print(text)

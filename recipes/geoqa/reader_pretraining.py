@@ -31,8 +31,8 @@ from typing import Callable
 
 import torch
 
-from ..data.geo_qa import CONTINENTS, TEMPLATES, write_entries
-from ..data.jsonl import read_jsonl
+from ragmodels.data.geo_qa import CONTINENTS, TEMPLATES, write_entries
+from ragmodels.data.jsonl import read_jsonl
 
 Example = tuple[str, str, str]  # (generator input, target text, kind)
 
@@ -153,7 +153,7 @@ def _source(doc: dict, question: str) -> str:
 def copy_mask(batch: dict[str, torch.Tensor], vocab: int, eos_token_id: int, bos_token_id: int | None) -> torch.Tensor:
     """(b, t, V) the tokens copy-constrained decoding (``ragmodels.generation.context_copy``) allows at each
     target position of ``batch`` (``encode_examples``), given the target tokens before it."""
-    from ..generation.context_copy import ContextCopy
+    from ragmodels.generation.context_copy import ContextCopy
 
     copy = ContextCopy(batch["input_ids"], batch["attention_mask"], [eos_token_id], bos_token_id=bos_token_id)
     rows = torch.arange(batch["input_ids"].shape[0])
@@ -228,7 +228,7 @@ def pretrain_reader(generator, tokenizer, data: Path, question_tokenizer, epochs
     """
     from tqdm.auto import tqdm
 
-    from ..training.optim import build_optimizer, build_scheduler
+    from ragmodels.training.optim import build_optimizer, build_scheduler
 
     if copy_softmax and distract:
         raise ValueError("copy_softmax and distract cannot be combined: a distractor's uniform target needs every token.")
@@ -270,8 +270,8 @@ def gold_passage_accuracy(generator, tokenizer, data: Path, question_tokenizer, 
     reader's ceiling, independent of retrieval. ``copy``: with copy-constrained decoding."""
     from transformers import LogitsProcessorList
 
-    from ..evaluation.metrics import exact_match, max_over_answers
-    from ..generation.context_copy import ContextCopy, ContextCopyLogitsProcessor
+    from ragmodels.evaluation.metrics import exact_match, max_over_answers
+    from ragmodels.generation.context_copy import ContextCopy, ContextCopyLogitsProcessor
     docs = {d["id"]: d for d in read_jsonl(data / "documents.jsonl").records}
     records = read_jsonl(data / f"{split}.jsonl").records
     decoded = question_tokenizer.batch_decode(question_tokenizer([r["question"] for r in records])["input_ids"],

@@ -1,6 +1,6 @@
 """Cold and warm ``ragmodels ask`` timings, with the import floor they stand on (min / median of N runs).
 
-    python scripts/bench_ask.py [--runs 5] [--question "What is the capital of Mongolia?"]
+    python benchmarks/ask.py [--runs 5] [--question "What is the capital of Mongolia?"]
 
 Each measurement is a fresh process; the kinds are interleaved run by run so that a busy machine slows them
 alike. Wall seconds and CPU seconds (user + sys of the process and its children) are reported for:

@@ -1,7 +1,7 @@
 """Experiment (c): index hot-swap. Change facts in the knowledge base, swap the new index into the live
 default model (no retraining), and count how many answers follow the new facts.
 
-    python scripts/experiments/hot_swap.py --work /tmp/rx_swap [--out FILE.md]
+    python recipes/experiments/hot_swap.py --work /tmp/rx_swap [--out FILE.md]
 
 The capitals of all countries are permuted (each country gets the capital of the next one in a seeded
 shuffle) in their "... Its capital is X." passage; the knowledge base is rebuilt from the changed
@@ -20,9 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from ragmodels.experiments import common as c
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # recipes/: the geoqa helpers
+from geoqa import common as c  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parents[2] / "src" / "ragmodels" / "experiments" / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "geoqa" / "results"
 
 
 def main(argv=None) -> int:
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
     examples = [[q, o, nw, a] for q, o, nw, a in list(zip(questions, old, new, after))[:5]]
     ex_table = c.markdown_table(["question", "old capital", "new (swapped) capital", "answer after swap"], examples)
     text = (f"### Index hot-swap: capitals permuted in the knowledge base, no retraining\n\n"
-            f"Command: `python scripts/experiments/hot_swap.py` (re-encode + rebuild + swap: {rebuild_s:.0f}s)\n\n"
+            f"Command: `python recipes/experiments/hot_swap.py` (re-encode + rebuild + swap: {rebuild_s:.0f}s)\n\n"
             f"{table}\n\n{ex_table}\n")
     print(text)
     (args.work / "predictions.json").write_text(json.dumps(

@@ -1,4 +1,4 @@
-"""Reader pre-training data and loss (``ragmodels.experiments.reader_pretraining``)."""
+"""Reader pre-training data and loss (``recipes/geoqa/reader_pretraining.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ragmodels.data.geo_qa import TEMPLATES
-from ragmodels.experiments import reader_pretraining as rp
+from geoqa import reader_pretraining as rp
 
 
 @pytest.fixture(scope="module")

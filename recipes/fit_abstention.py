@@ -1,8 +1,8 @@
 """Fit a model's abstention rule ("no answer in the knowledge base") and measure it.
 
-    python scripts/fit_abstention.py                  # fit the embedded default's rule, write it, report on test
-    python scripts/fit_abstention.py --report-only    # measure the rule stored with the model, fit nothing
-    python scripts/fit_abstention.py --model my_rag/ --out my_rag/   # another checkpoint (same GeoQA data)
+    python recipes/fit_abstention.py                  # fit the embedded default's rule, write it, report on test
+    python recipes/fit_abstention.py --report-only    # measure the rule stored with the model, fit nothing
+    python recipes/fit_abstention.py --model my_rag/ --out my_rag/   # another checkpoint (same GeoQA data)
 
 Fit (``ragmodels.abstention.fit``): GeoQA dev questions (answerable, every relation) against the
 out-of-domain questions of ``data/ood/dev.txt``; the vocabulary of common question words from GeoQA's

@@ -1,13 +1,13 @@
 """Train the embedded default model (src/ragmodels/default/) from scratch, on CPU.
 
-    python scripts/train_default.py --work /tmp/ragdefault            # data, KB, tokenizer, training, test eval
-    python scripts/train_default.py --work /tmp/ragdefault --export   # + install into src/ragmodels/default/
+    python recipes/train_default.py --work /tmp/ragdefault            # data, KB, tokenizer, training, test eval
+    python recipes/train_default.py --work /tmp/ragdefault --export   # + install into src/ragmodels/default/
 
 Steps: GeoQA (``ragmodels.data``) -> knowledge base of its documents encoded by the offline MiniLM
 (mean pooling) -> 4k byte-level BPE generator tokenizer learned from the corpus (prefix space, so answers
 tokenize as inside passages) -> a small T5 generator (d_model 128, 2+2 layers, tied embeddings, random
 init) -> reader pre-training on made-up worlds, copy examples and counterfactual training passages
-(``ragmodels.experiments.reader_pretraining``) with the copy-restricted softmax -> RAG-Sequence training by
+(``recipes/geoqa/reader_pretraining.py``) with the copy-restricted softmax -> RAG-Sequence training by
 the project's recipe (``ragmodels.training.train``, n_docs 3, ``copy_from_context``) with the MiniLM
 question encoder frozen (its outputs scaled by 0.25: tempered doc posteriors) -> a short joint stage that
 also trains the question encoder's top layer(s) at a small learning rate -> test-set EM/F1 per relation
@@ -23,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from ragmodels.experiments import common as c
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/: the geoqa helpers
+from geoqa import common as c  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.export_only:
         train_and_evaluate(args, data, kb, run)
     if args.export or args.export_only:
-        from ragmodels.default import install
+        from geoqa.export import install
 
         print(f"installed into {install(run / 'default')}")
     return 0
@@ -123,7 +124,8 @@ def train_and_evaluate(args, data: Path, kb, run: Path) -> dict:
 
 def export(args, parts, kb, run: Path, data: Path, report: dict, copied: dict, gold: dict, seconds: float) -> None:
     """Write the fp16 default into run/default and check that it answers the test set as the fp32 model."""
-    from ragmodels.default import export_default, load_default
+    from geoqa.export import export_default
+    from ragmodels.default import load_default
 
     info = {"question_encoder_scale": c.QUESTION_SCALE, "head": args.head, "reader_epochs": args.reader_epochs,
             "reader_learning_rate": args.reader_lr, "n_docs": args.n_docs, "epochs": args.epochs, "learning_rate": args.lr,

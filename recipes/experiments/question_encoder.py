@@ -1,6 +1,6 @@
 """Experiment (b): frozen vs fine-tuned question encoder (retrieval recall@5 and EM on GeoQA test).
 
-    python scripts/experiments/question_encoder.py --work /tmp/rx_qe [--steps 60] [--out FILE.md]
+    python recipes/experiments/question_encoder.py --work /tmp/rx_qe [--steps 60] [--out FILE.md]
 
 Both runs start from the same point: the shipped default's generator with the packaged MiniLM question
 encoder as it comes (the default's own fine-tuned top layer is put back to MiniLM's), and continue with
@@ -18,9 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from ragmodels.experiments import common as c
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # recipes/: the geoqa helpers
+from geoqa import common as c  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parents[2] / "src" / "ragmodels" / "experiments" / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "geoqa" / "results"
 
 
 def main(argv=None) -> int:
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
     table = c.markdown_table(["question encoder", "gold recall@1", "gold recall@5", "answer recall@5", "EM", "F1",
                               "train s"], rows)
     text = (f"### Frozen vs fine-tuned question encoder (GeoQA test, {len(test)} questions)\n\n"
-            f"Command: `python scripts/experiments/question_encoder.py --steps {args.steps} --layers {args.layers}` "
+            f"Command: `python recipes/experiments/question_encoder.py --steps {args.steps} --layers {args.layers}` "
             f"(both continue the shipped default's generator with the packaged MiniLM for {args.steps} steps at lr "
             f"{args.lr}, batch {args.batch_size})\n\n{table}\n")
     print(text)

@@ -1,0 +1,1 @@
+"""Recipes of the GeoQA experiments (see recipes/experiments/)."""

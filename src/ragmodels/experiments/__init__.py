@@ -1,1 +1,0 @@
-"""Recipes of the GeoQA experiments (see scripts/experiments/)."""
