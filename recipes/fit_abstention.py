@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder to write abstention.json to (default: the model's folder, for the embedded "
                              "default src/ragmodels/default/)")
     parser.add_argument("--geoqa", type=Path, default=Path("/tmp/geoqa"),
-                        help="GeoQA files (written there by `python -m ragmodels.data` when missing)")
+                        help="GeoQA files (written there by `ragmodels data` when missing)")
     parser.add_argument("--ood-dev", type=Path, default=OOD_DIR / "dev.txt", help="out-of-domain questions to fit on")
     parser.add_argument("--ood-test", type=Path, default=OOD_DIR / "test.txt", help="out-of-domain questions to report on")
     parser.add_argument("--margin", type=float, default=None,

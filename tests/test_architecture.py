@@ -28,3 +28,12 @@ def test_no_import_cycles_between_modules():
             if module != imported and graph.chain_exists(importer=imported, imported=module, as_packages=False):
                 cycles.append((module, imported))
     assert not cycles, f"modules that import each other (directly or through others): {cycles[:10]}"
+
+
+def test_argparse_only_in_the_command_line_layer():
+    """Library modules take arguments, not command lines: argparse belongs to the CLI and its subcommands."""
+    cli_level = {"ragmodels.cli", "ragmodels.answering", "ragmodels.argtypes"}
+    graph = grimp.build_graph("ragmodels", include_external_packages=True, cache_dir=None)
+    users = {m for m in graph.find_modules_that_directly_import("argparse") if not m.startswith("ragmodels.commands")}
+    assert "ragmodels.cli" in users  # the check sees argparse imports at all
+    assert users <= cli_level, sorted(users - cli_level)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .answering import ASK_FIELDS, error_line, format_answers, load_pipeline
 from .argtypes import checkpoint_source, integer, number
+from .commands.data import add_data_command
 from .questions import MAX_QUESTION_CHARS
 
 SERVE_TOKEN_ENV = "RAGMODELS_SERVE_TOKEN"
@@ -147,8 +148,8 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> None:
 
 def add_train_eval_commands(subparsers: argparse._SubParsersAction) -> None:
     """``ragmodels init``, ``train`` and ``eval``, registered by their own packages."""
-    from ragmodels.evaluation.command import add_eval_command
-    from ragmodels.training.command import add_init_command, add_train_command
+    from ragmodels.commands.evaluate import add_eval_command
+    from ragmodels.commands.train import add_init_command, add_train_command
 
     add_init_command(subparsers)
     add_train_command(subparsers)
@@ -156,7 +157,7 @@ def add_train_eval_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_index_commands, add_ask_command, add_serve_command, add_train_eval_commands,
+    add_index_commands, add_ask_command, add_serve_command, add_train_eval_commands, add_data_command,
 ]
 # groups whose registration imports heavy modules (torch, datasets, pandas): only registered for real when
 # they are the command being run; otherwise a placeholder keeps them listed in ``ragmodels --help``.

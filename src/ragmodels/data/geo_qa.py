@@ -6,7 +6,7 @@ each relation a few question phrasings. Splits are by country group (a country a
 the same split), so no test entity, question or gold passage subject is seen in training, while every
 test answer is stated in the knowledge base. Everything is seeded and deterministic.
 
-Regenerate with ``python -m ragmodels.data OUT_DIR [--seed 0]``; it writes
+Regenerate with ``ragmodels data OUT_DIR [--seed 0]``; it writes
 ``documents.jsonl`` (id, title, text: the knowledge-base builder's input), ``train/dev/test.jsonl``
 (question, answers, entity, relation, gold_passage_id) and ``meta.json``.
 """

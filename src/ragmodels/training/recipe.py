@@ -1,8 +1,8 @@
-"""Fine-tune RAG-Token / RAG-Sequence on question/answer JSONL: the recipe, as a plain script.
+"""Fine-tune RAG-Token / RAG-Sequence on question/answer JSONL: the recipe, as a library function.
 
-    python -m ragmodels.training.recipe --train-file train.jsonl --model-path rag/ --knowledge-base kb/ \\
+    ragmodels train --train-file train.jsonl --model-path rag/ --knowledge-base kb/ \\
         --output-dir runs/geo [--dev-file dev.jsonl] [--epochs 3] [--ctx-encoder-path enc/ --reindex-every 100]
-    torchrun --nproc-per-node 2 -m ragmodels.training.recipe ...   # data parallel
+    torchrun --nproc-per-node 2 -m ragmodels.cli train ...   # data parallel
 
 The question encoder and the generator are updated jointly (either can be frozen) with the index fixed,
 or, with a context encoder, end to end with the index re-built every ``reindex_every`` steps. Each epoch
@@ -11,11 +11,8 @@ ends with a dev evaluation and a checkpoint; ``resume_from`` continues a run exa
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -233,54 +230,3 @@ def _export(folder: Path, model, tokenizer, retriever, ctx_encoder) -> None:
         setattr(model.config, name, getattr(retriever.config, name))
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-
-
-def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    """TrainConfig from ``--field-name value`` flags (booleans as ``--flag``), or ``--config file.json``."""
-    parser = argparse.ArgumentParser(description="Fine-tune a RAG model on question/answer JSONL.")
-    parser.add_argument("--config", help="JSON file with TrainConfig fields (flags override it)")
-    add_config_arguments(parser)
-    return config_from_flags(vars(parser.parse_args(argv)))
-
-
-def config_from_flags(args: dict[str, Any]) -> TrainConfig:
-    """Merge ``--config`` JSON with the flags that were given (argparse namespace as a dict)."""
-    config_file = args.get("config")
-    values = json.loads(Path(config_file).read_text()) if config_file else {}
-    names = {f.name for f in fields(TrainConfig)}
-    values.update({k: v for k, v in args.items() if k in names and v is not None})
-    return TrainConfig.from_dict(values)
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, with its help line (default None: the dataclass default applies)."""
-    from .config import FIELD_HELP
-
-    for f in fields(TrainConfig):
-        flag, help_text = "--" + f.name.replace("_", "-"), FIELD_HELP[f.name]
-        if f.type == "bool":
-            parser.add_argument(flag, dest=f.name, action="store_true", default=None, help=help_text)
-        elif f.type == "bool | None":  # --optimizer-in-backward true|false (unset: automatic)
-            parser.add_argument(flag, dest=f.name, type=_yes_no, metavar="{true,false}", help=help_text)
-        elif f.name == "eval_ks":
-            parser.add_argument(flag, dest=f.name, type=int, nargs="+", help=help_text)
-        else:
-            kind = {"int": int, "float": float}.get(f.type.split(" |")[0], str)
-            parser.add_argument(flag, dest=f.name, type=kind, help=help_text)
-
-
-def _yes_no(value: str) -> bool:
-    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-    return value.lower() in ("true", "1", "yes")
-
-
-def main(argv: list[str] | None = None) -> int:
-    result = train(parse_args(argv))
-    print(json.dumps({"step": result.step, "loss": result.loss, "dev": result.dev_metrics,
-                      "model": str(result.output_dir / "model")}, default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,7 +31,7 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from ..training.components import load_components
     from ..training.config import TrainConfig
-    from .evaluator import evaluate_file
+    from ..evaluation.evaluator import evaluate_file
 
     print(f"evaluating {args.data} with {args.model or 'the embedded default model'}", file=sys.stderr)
 
