@@ -30,11 +30,10 @@ import torch
 
 from .abstention import AbstentionRule
 from .abstention import load as load_abstention
-from .config import RagConfig
+from .loader import HEADS, load_rag
 from .questions import MAX_QUESTION_TOKENS, check_questions, check_readable
 from .tokenization import RagTokenizer
 
-HEADS = {"RagTokenForGeneration": "token", "RagSequenceForGeneration": "sequence"}
 
 
 @dataclass
@@ -146,21 +145,10 @@ class RagPipeline:
         the index the checkpoint's config names. ``head`` overrides the head read from the config's
         ``architectures``. ``device`` defaults to CUDA when available.
         """
-        from .modeling import RagSequenceForGeneration, RagTokenForGeneration
-        from .retrieval.retriever import RagRetriever, open_knowledge_base
-
-        config = RagConfig.from_pretrained(model)
-        head = head or _head_of(config, model)
-        tokenizer = RagTokenizer.from_pretrained(model, config=config)
-        if index is None:
-            retriever = RagRetriever.from_pretrained(model, config=config)
-        else:
-            retriever = RagRetriever(config, tokenizer.question_encoder, tokenizer.generator, index=open_knowledge_base(index))
-        model_class = RagTokenForGeneration if head == "token" else RagSequenceForGeneration
-        rag = model_class.from_pretrained(model, config=config, retriever=retriever)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        rag, tokenizer = load_rag(model, index=index, head=head, device=device)
         rule = load_abstention(model) if Path(model).is_dir() else None
-        return cls(rag.to(device), tokenizer, abstention=rule)
+        return cls(rag, tokenizer, abstention=rule)
 
     @classmethod
     def from_default(cls, index: str | os.PathLike | None = None, **kwargs: Any) -> "RagPipeline":
@@ -247,14 +235,3 @@ class RagPipeline:
         config = self.model.config
         eos = config.eos_token_id if config.eos_token_id is not None else config.generator.eos_token_id
         return None if eos is None else torch.tensor(eos, device=self.device).reshape(-1)
-
-
-def _head_of(config: RagConfig, model: str | os.PathLike) -> str:
-    """"token" or "sequence", from the checkpoint's ``architectures``."""
-    heads = {HEADS[a] for a in config.architectures or () if a in HEADS}
-    if len(heads) != 1:
-        raise ValueError(
-            f"Cannot tell the RAG head of {model} from its config's architectures ({config.architectures}); "
-            "pass head='token' or head='sequence'."
-        )
-    return heads.pop()

@@ -29,22 +29,12 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ..training.components import load_components
-    from ..training.config import TrainConfig
+    from ..loader import load_rag
     from ..evaluation.evaluator import evaluate_file
 
     print(f"evaluating {args.data} with {args.model or 'the embedded default model'}", file=sys.stderr)
 
-    if args.model is None:
-        from ..default import load_default
-
-        model, tokenizer = load_default(index=args.knowledge_base)
-    else:
-        model_path = checkpoint_source(args.model)
-        parts = load_components(TrainConfig(train_file=args.data, output_dir="", model_path=model_path,
-                                            knowledge_base=args.knowledge_base))
-        model, tokenizer = parts.model, parts.tokenizer
-        model.set_retriever(parts.retriever)
+    model, tokenizer = load_rag(None if args.model is None else checkpoint_source(args.model), index=args.knowledge_base)
     report = evaluate_file(
         args.data, model, tokenizer, on_error=args.on_malformed, documents_path=args.documents,
         report_path=args.report, plot_path=args.plot, ks=args.ks, batch_size=args.batch_size,

@@ -13,8 +13,6 @@ import torch
 from ..retrieval.index import build_index
 from ..retrieval.passages import PassageStore
 
-HEADS = {"token": "RagTokenForGeneration", "sequence": "RagSequenceForGeneration"}
-DEFAULT_MODEL = "default"  # --model-path default: start from the shipped default model
 
 
 @dataclass
@@ -27,38 +25,22 @@ class Components:
 
 
 def load_components(config) -> Components:
-    """Load from ``config.model_path`` (+ ``knowledge_base``, ``ctx_encoder_path``) with ragmodels' classes."""
-    import ragmodels
-    from ragmodels.retrieval.knowledge_base import ContextEncoder, KnowledgeBase
+    """Load from ``config.model_path`` (a checkpoint, or "default": the shipped default model; + ``knowledge_base``
+    and ``ctx_encoder_path``) through ``ragmodels.loader.load_rag``."""
+    from ragmodels.loader import DEFAULT_MODEL, load_rag
+    from ragmodels.retrieval.knowledge_base import ContextEncoder
 
     if config.model_path is None:
         raise ValueError("TrainConfig.model_path is needed to load the model (or pass ready Components).")
-    if config.model_path == DEFAULT_MODEL:
-        return _default_components(config)
-    rag_config = ragmodels.RagConfig.from_pretrained(config.model_path)
-    kind = config.rag_kind or ("sequence" if "RagSequenceForGeneration" in (rag_config.architectures or []) else "token")
-    if kind not in HEADS:
-        raise ValueError(f"rag_kind must be one of {sorted(HEADS)}, got {kind!r}.")
-    model = getattr(ragmodels, HEADS[kind]).from_pretrained(config.model_path)
-    tokenizer = ragmodels.RagTokenizer.from_pretrained(config.model_path)
-    kb_fields = KnowledgeBase.load(config.knowledge_base).retriever_config() if config.knowledge_base else {}
-    retriever = ragmodels.RagRetriever.from_pretrained(config.model_path, **kb_fields)
-    components = Components(model=model, tokenizer=tokenizer, retriever=retriever)
+    if config.model_path == DEFAULT_MODEL and config.ctx_encoder_path is not None:
+        raise ValueError("End-to-end training (ctx_encoder_path) needs a checkpoint folder: make one with "
+                         "`ragmodels init DIR` and pass --model-path DIR.")
+    model, tokenizer = load_rag(config.model_path, index=config.knowledge_base, head=config.rag_kind)
+    components = Components(model=model, tokenizer=tokenizer, retriever=model.rag.retriever)
     if config.ctx_encoder_path is not None:
         encoder = ContextEncoder.from_pretrained(config.ctx_encoder_path)
         components.ctx_encoder, components.ctx_tokenizer = encoder.model.train(), encoder.tokenizer
     return components
-
-
-def _default_components(config) -> Components:
-    """The shipped default (its knowledge base, or ``config.knowledge_base``) as training components."""
-    from ragmodels.default import load_default
-
-    if config.ctx_encoder_path is not None:
-        raise ValueError("End-to-end training (ctx_encoder_path) needs a checkpoint folder: make one with "
-                         "`ragmodels init DIR` and pass --model-path DIR.")
-    model, tokenizer = load_default(index=config.knowledge_base, head=config.rag_kind)
-    return Components(model=model.train(), tokenizer=tokenizer, retriever=model.rag.retriever)
 
 
 def kb_passages(retriever) -> tuple[dict[str, list], np.ndarray]:
