@@ -36,6 +36,7 @@ from .index import FaissIndex
 from .legacy import LegacyIndex
 from .passage_tokens import PassageTokens, build_passage_tokens, find_passage_tokens
 from .passages import PassageStore
+from .protocol import KnowledgeBaseIndex
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class RagRetriever:
         int64 (bs, n_docs), doc_dicts.
         """
         question_hidden_states = self._check_query(question_hidden_states, n_docs)  # (bs, d)
-        if self.batch_size == DEFAULT_RETRIEVAL_BATCH_SIZE and hasattr(self.index, "retrieve"):
+        if self.batch_size == DEFAULT_RETRIEVAL_BATCH_SIZE and isinstance(self.index, KnowledgeBaseIndex):
             return self.index.retrieve(question_hidden_states, n_docs)
         chunks = [self.index.get_top_docs(question_hidden_states[start : start + self.batch_size], n_docs)
                   for start in range(0, len(question_hidden_states), self.batch_size)]
