@@ -36,17 +36,20 @@ class PassageConstraint(Protocol):
 ConstraintFactory = Callable[[Any, GenerationConfig], PassageConstraint]
 """(contexts, generation config) -> a constraint over those contexts' passages."""
 
-PLUGINS = (context_copy.plugin,)
-"""Each: (rag_config, generate options) -> ConstraintFactory or None; it pops the options it reads."""
+PLUGINS = (context_copy,)
+"""Modules with ``plugin(rag_config, generate options) -> ConstraintFactory | None`` (it pops the options it
+reads) and ``loss_restriction(rag_config) -> (logits, decoder_input_ids, pad_token_id, context_input_ids,
+context_attention_mask) -> logits | None`` (the same allowed sets for the heads' teacher-forced loss)."""
 
 
 def choose(rag_config, options: dict[str, Any]) -> list[ConstraintFactory]:
     """The constraints this generate() call asks for (popping their options from ``options``) or the config sets."""
-    chosen = [plugin(rag_config, options) for plugin in PLUGINS]
+    chosen = [module.plugin(rag_config, options) for module in PLUGINS]
     return [factory for factory in chosen if factory is not None]
 
 
-def build(factories: Sequence[ConstraintFactory], contexts, generation_config: GenerationConfig) -> list[PassageConstraint]:
+def build(factories: Sequence[ConstraintFactory], contexts,
+          generation_config: GenerationConfig) -> list[PassageConstraint]:
     """The chosen constraints over ``contexts`` (a ``Contexts``), for this decoding's generation config."""
     return [factory(contexts, generation_config) for factory in factories]
 
@@ -72,8 +75,17 @@ def restrict_teacher_forced(logits: torch.Tensor, constraints: Sequence[PassageC
 
 
 def loss_restriction(rag_config) -> Callable[..., torch.Tensor] | None:
-    """The heads' loss restriction the config asks for (``context_copy.restrict_loss_logits``), or None."""
-    return context_copy.loss_restriction(rag_config)
+    """The heads' loss restriction of the plug-ins the config turns on (applied in turn), or None."""
+    chosen = [r for r in (module.loss_restriction(rag_config) for module in PLUGINS) if r is not None]
+    if not chosen:
+        return None
+
+    def restrict(logits: torch.Tensor, *args) -> torch.Tensor:
+        for one in chosen:
+            logits = one(logits, *args)
+        return logits
+
+    return restrict
 
 
 def _all(masks) -> torch.Tensor:

@@ -143,7 +143,8 @@ def loss_restriction(rag_config):
 
 
 def restrict_loss_logits(rag_config, logits: torch.Tensor, decoder_input_ids: torch.LongTensor, pad_token_id: int,
-                         context_input_ids: torch.LongTensor, context_attention_mask: torch.Tensor | None) -> torch.Tensor:
+                         context_input_ids: torch.LongTensor,
+                         context_attention_mask: torch.Tensor | None) -> torch.Tensor:
     """Teacher-forced logits (B*k, T, V) with what each passage does not allow next at -inf: the loss of a
     model whose config sets ``copy_from_context`` (generation restricts the same way, with ``allowed``).
 

@@ -117,7 +117,8 @@ def rag_sequence_generate(
         ids = cands[b_idx, c_idx].repeat_interleave(k, dim=0)  # (N*k, T)
         mask = target_mask[b_idx, c_idx].repeat_interleave(k, dim=0)  # (N*k, T-1)
         passages.ensure_cross_attention(gen_config.decoder_start_token_id)
-        scores = sequence_log_likelihood(passages, ids, passage_rows, mask, constraints=step.constraints).view(-1, k)  # (N, k)
+        scores = sequence_log_likelihood(passages, ids, passage_rows, mask, constraints=step.constraints)
+        scores = scores.view(-1, k)  # (N, k)
         ll = cands.new_zeros((batch, num_cands, k), dtype=scores.dtype)
         ll[b_idx, c_idx] = scores
         ll = ll.gather(1, first[:, :, None].expand(-1, -1, k))  # duplicates share their first copy's scores
