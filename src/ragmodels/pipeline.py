@@ -224,12 +224,13 @@ class RagPipeline:
         if self.head == "sequence":
             out = self.model.generate(**common, decoding=options.decoding)
             return out.sequences, out.sequences_scores
-        from .generation.sequence_decoding import _generated_log_likelihood, _target_mask
+        from .generation.sequence_decoding import generated_log_likelihood
+        from .marginal import counted_targets
 
         out = self.model.generate(**common, output_logits=True)
         targets = out.sequences[:, 1:]  # (B, T-1) without the decoder start token
-        mask = _target_mask(targets[None], self._eos_ids(), self.model.config.generator.bos_token_id)[0]
-        return out.sequences, _generated_log_likelihood(out, mask)
+        mask = counted_targets(targets[None], self._eos_ids(), self.model.config.generator.bos_token_id)[0]
+        return out.sequences, generated_log_likelihood(out, mask)
 
     def _eos_ids(self) -> torch.Tensor | None:
         config = self.model.config

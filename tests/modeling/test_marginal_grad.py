@@ -1,4 +1,5 @@
-"""The losses' autograd Function (``_VocabStats``): value and gradients equal autograd's of the plain formula.
+"""The losses' fused fast path (``ragmodels.marginal.fused``): value and gradients equal autograd's of the plain
+formula, and equal the plain module's own formulas (``fused=False``).
 
 The plain formula is the reference's ``get_nll`` (transformers.models.rag), written out with full
 log_softmax copies; both are evaluated in float64 on random logits, for both heads, with and without label
@@ -11,7 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ragmodels.modeling import marginalization as M
+from ragmodels import marginal as M
+from ragmodels.marginal import fused
 
 PAD, BOS = 1, 0
 
@@ -44,10 +46,11 @@ def plain_nll(head, seq_logits, doc_scores, labels, epsilon, exclude_bos_score=F
     return (1.0 - epsilon) * nll + epsilon / vocab * smooth_loss
 
 
-def ours_nll(head, seq_logits, doc_scores, labels, epsilon, exclude_bos_score=False, reduce_loss=False):
+def ours_nll(head, seq_logits, doc_scores, labels, epsilon, exclude_bos_score=False, reduce_loss=False, fused=True):
     if head == "sequence":
-        return M.rag_sequence_nll(seq_logits, doc_scores, labels, PAD, BOS, epsilon, exclude_bos_score, reduce_loss)
-    return M.rag_token_nll(seq_logits, doc_scores, labels, PAD, epsilon, reduce_loss)
+        return M.rag_sequence_nll(seq_logits, doc_scores, labels, PAD, BOS, epsilon, exclude_bos_score, reduce_loss,
+                                  fused=fused)
+    return M.rag_token_nll(seq_logits, doc_scores, labels, PAD, epsilon, reduce_loss, fused=fused)
 
 
 def make_inputs(batch=3, n_docs=4, length=7, vocab=23, seed=0, bos_first=True):
@@ -66,7 +69,7 @@ def make_inputs(batch=3, n_docs=4, length=7, vocab=23, seed=0, bos_first=True):
 @pytest.fixture(params=[None, 50], ids=["one-chunk", "many-chunks"])
 def chunk(request, monkeypatch):
     if request.param is not None:  # 50 elements: a couple of rows (or positions) per chunk
-        monkeypatch.setattr(M, "_CHUNK_ELEMENTS", request.param)
+        monkeypatch.setattr(fused, "_CHUNK_ELEMENTS", request.param)
     return request.param
 
 
@@ -91,6 +94,22 @@ def test_value_and_gradients_match_the_plain_formula(chunk, head, epsilon, exclu
     ours_grads = torch.autograd.grad((ours * weights).sum(), (seq_logits, doc_scores))
     plain_grads = torch.autograd.grad((plain * weights).sum(), (seq_logits, doc_scores))
     for mine, expected in zip(ours_grads, plain_grads):
+        torch.testing.assert_close(mine, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("head,epsilon,exclude_bos_score,reduce_loss", CASES)
+def test_fast_path_equals_the_plain_module(chunk, head, epsilon, exclude_bos_score, reduce_loss):
+    """fused=True (the default) and fused=False: same value and gradients. float64, so both differ from the
+    exact value by rounding of a few hundred terms (~1e-13 relative): 1e-10 leaves margin and catches any
+    formula difference (those are O(1))."""
+    seq_logits, doc_scores, labels = make_inputs()
+    args = (head, seq_logits, doc_scores, labels, epsilon, exclude_bos_score, reduce_loss)
+    fast, plain = ours_nll(*args), ours_nll(*args, fused=False)
+    torch.testing.assert_close(fast, plain, rtol=1e-10, atol=1e-10)
+    weights = torch.linspace(0.5, 2.0, fast.numel(), dtype=fast.dtype).view(fast.shape)
+    fast_grads = torch.autograd.grad((fast * weights).sum(), (seq_logits, doc_scores))
+    plain_grads = torch.autograd.grad((plain * weights).sum(), (seq_logits, doc_scores))
+    for mine, expected in zip(fast_grads, plain_grads):
         torch.testing.assert_close(mine, expected, rtol=1e-9, atol=1e-12)
 
 

@@ -24,6 +24,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor
 
 from .._transformers_compat import eos_token_tensor
+from ..marginal import shift_left
 
 
 class ContextCopy:
@@ -109,15 +110,22 @@ class ContextCopyLogitsProcessor(LogitsProcessor):
         return self.copy.restrict(scores, input_ids, rows)
 
 
-def copies_from_context(requested: bool | None, rag_config) -> bool:
-    """``requested``, or when None the model's ``RagConfig.copy_from_context`` (off unless the model was trained
-    copy-restricted, as the embedded default; a reference config has no such field: off)."""
-    if requested is not None:
-        return bool(requested)
+def plugin(rag_config, options: dict):
+    """The copy-from-context constraint (``constraints.PLUGINS``) if the generate() option ``copy_from_context``
+    (popped from ``options``) asks for it or, when it is None, the model's ``RagConfig.copy_from_context`` (off
+    unless the model was trained copy-restricted, as the embedded default; a reference config has no such
+    field: off). -> a (contexts, generation_config) -> ContextCopy factory, or None."""
+    requested = options.pop("copy_from_context", None)
+    if not (bool(requested) if requested is not None else _config_copies(rag_config)):
+        return None
+    return lambda contexts, generation_config: _for_decoding(contexts, generation_config, rag_config)
+
+
+def _config_copies(rag_config) -> bool:
     return bool(getattr(rag_config, "copy_from_context", False))
 
 
-def context_copy(contexts, generation_config: GenerationConfig, rag_config) -> ContextCopy:
+def _for_decoding(contexts, generation_config: GenerationConfig, rag_config) -> ContextCopy:
     """The ContextCopy of ``contexts`` (a ``Contexts``) for this decoding's EOS, forced BOS and the generator's BOS."""
     eos = eos_token_tensor(generation_config)
     generator = getattr(rag_config, "generator", rag_config)
@@ -126,3 +134,36 @@ def context_copy(contexts, generation_config: GenerationConfig, rag_config) -> C
         start=1 + (generation_config.forced_bos_token_id is not None),  # decoder start (+ forced BOS)
         bos_token_id=getattr(generator, "bos_token_id", None),
     )
+
+
+def loss_restriction(rag_config):
+    """``restrict_loss_logits`` bound to ``rag_config`` when it sets ``copy_from_context``, else None."""
+    if not _config_copies(rag_config):
+        return None
+    return lambda *args: restrict_loss_logits(rag_config, *args)
+
+
+def restrict_loss_logits(rag_config, logits: torch.Tensor, decoder_input_ids: torch.LongTensor, pad_token_id: int,
+                         context_input_ids: torch.LongTensor,
+                         context_attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Teacher-forced logits (B*k, T, V) with what each passage does not allow next at -inf: the loss of a
+    model whose config sets ``copy_from_context`` (generation restricts the same way, with ``allowed``).
+
+    decoder_input_ids (B, T); position t predicts decoder_input_ids[:, t + 1] (the heads' shift); the first
+    decoder input is the start, not part of the answer. A question none of whose passages holds its whole
+    answer as a span keeps unrestricted logits (there is nothing to copy; the loss would be infinite).
+    """
+    n_docs = logits.shape[0] // decoder_input_ids.shape[0]
+    generator = rag_config.generator
+    mask = context_attention_mask if context_attention_mask is not None else torch.ones_like(context_input_ids)
+    copy = ContextCopy(context_input_ids, mask, [generator.eos_token_id],
+                       bos_token_id=getattr(generator, "bos_token_id", None))
+    inputs = decoder_input_ids.repeat_interleave(n_docs, dim=0)  # (B*k, T)
+    rows = torch.arange(inputs.shape[0], device=inputs.device)
+    allowed = copy.allowed_teacher_forced(inputs, rows, logits.shape[-1])  # (B*k, T, V)
+    target = shift_left(inputs, pad_token_id)  # (B*k, T): what each position predicts, as the losses shift
+    counted = target != pad_token_id  # (B*k, T)
+    copyable = (allowed.gather(-1, target[..., None])[..., 0] | ~counted).all(-1)  # (B*k,): the answer is a span
+    copyable = copyable.view(-1, n_docs).any(-1).repeat_interleave(n_docs)  # (B*k,): of some passage
+    restricted = (copyable[:, None] & counted)[..., None]  # (B*k, T, 1): padding positions stay as they are
+    return logits.masked_fill(restricted & ~allowed, float("-inf"))

@@ -12,14 +12,15 @@ over groups of passages and whose "logits" are next-token log-probabilities:
 
 The first step runs one decoder row per passage (every copy of a group starts from the same decoder
 start token) and computes the cross-attention states, which are then copied to the E copies once;
-later steps reorder only the self-attention cache. With a ``ContextCopy`` each decoder row's softmax runs
-over the tokens its passage allows (copy-constrained decoding) before the rows are combined.
+later steps reorder only the self-attention cache. With constraints (``constraints``, e.g. copy from context)
+each decoder row's softmax runs over the tokens its passage allows before the rows are combined
+(``ragmodels.marginal.step_marginal``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -29,7 +30,8 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 
 from .. import _transformers_compat as compat
 from .._transformers_compat import CACHE_KWARG, cache_kwargs
-from .context_copy import ContextCopy
+from ..marginal import step_marginal
+from .constraints import PassageConstraint, restrict
 from .passages import EncodedPassages, reorder_self_attention, select_rows
 
 SUPPORTED_MODES = (
@@ -44,15 +46,15 @@ class PassageDecodingStep(GenerationMixin):
     """A decoding step over ``passages`` grouped ``group_size`` at a time, for GenerationMixin's loops.
 
     doc_log_probs (G, k): log p(z_j | x) of each group's passages (None when k == 1).
-    copy: restrict each passage's next-token distribution to copying from it (None: unrestricted).
+    constraints: what each passage allows next (``constraints``; empty: unrestricted).
     """
 
     main_input_name = "input_ids"
 
     def __init__(self, passages: EncodedPassages, group_size: int, doc_log_probs: torch.Tensor | None, config,
-                 generation_config: GenerationConfig, copy: ContextCopy | None = None):
+                 generation_config: GenerationConfig, constraints: Sequence[PassageConstraint] = ()):
         self.passages = passages
-        self.copy = copy
+        self.constraints = list(constraints)
         self.k = group_size
         self.groups = passages.num_passages // group_size
         self.doc_log_probs = doc_log_probs
@@ -74,8 +76,8 @@ class PassageDecodingStep(GenerationMixin):
             # every copy of a group holds the same start tokens: decode one row per passage
             first = input_ids.view(groups, copies, -1)[:, 0].repeat_interleave(k, dim=0)  # (G*k, t)
             logits, cache = self.passages.decode(first, None, None)  # (G*k, t, V)
-            next_logits = self._restrict(logits[:, -1], first, torch.arange(groups * k, device=self.device))
-            log_probs = self._combine(next_logits, self.doc_log_probs)  # (G, V)
+            next_logits = restrict(logits[:, -1], self.constraints, first, torch.arange(groups * k, device=self.device))
+            log_probs = step_marginal(next_logits, self.doc_log_probs)  # (G, V)
             log_probs = log_probs.repeat_interleave(copies, dim=0)  # (G*E, V)
             rows = self._rows()  # (G*E*k,) passage of each decoder row
             cache = select_rows(cache, rows)  # the one copy of the passages' states per decoder row
@@ -83,9 +85,9 @@ class PassageDecodingStep(GenerationMixin):
             decoder_ids = input_ids.repeat_interleave(k, dim=0)  # (G*E*k, 1)
             logits, cache = self.passages.decode(decoder_ids, self._passage_rows, cache)  # (G*E*k, 1, V)
             tokens = None if so_far is None else so_far.repeat_interleave(k, dim=0)  # (G*E*k, t)
-            next_logits = self._restrict(logits[:, -1], tokens, self._passage_rows)
+            next_logits = restrict(logits[:, -1], self.constraints, tokens, self._passage_rows)
             doc_lp = None if self.doc_log_probs is None else self.doc_log_probs.repeat_interleave(copies, dim=0)
-            log_probs = self._combine(next_logits, doc_lp)  # (G*E, V)
+            log_probs = step_marginal(next_logits, doc_lp)  # (G*E, V)
         return Seq2SeqLMOutput(logits=log_probs.unsqueeze(1), **cache_kwargs(cache))
 
     def _reorder_cache(self, cache, beam_idx: torch.LongTensor):
@@ -107,22 +109,6 @@ class PassageDecodingStep(GenerationMixin):
         passage = torch.arange(groups * k, device=self.device).view(groups, 1, k).expand(groups, copies, k)
         self._passage_rows = passage.reshape(-1)  # (G*E*k,)
         return self._passage_rows
-
-    def _restrict(self, logits: torch.Tensor, tokens: torch.LongTensor | None, rows: torch.LongTensor) -> torch.Tensor:
-        """Decoder rows' next-token logits (R, V) with what their passages (rows) do not allow at -inf."""
-        if self.copy is None:
-            return logits
-        if tokens is None:
-            raise RuntimeError("Copy-constrained decoding needs the tokens so far (prepare_inputs_for_generation).")
-        return self.copy.restrict(logits.float(), tokens, rows)
-
-    def _combine(self, logits: torch.Tensor, doc_lp: torch.Tensor | None) -> torch.Tensor:
-        """Per-passage next-token logits (R*k, V) -> log-probabilities of the loop rows (R, V)."""
-        log_probs = torch.log_softmax(logits.float(), dim=-1)  # (R*k, V)
-        if doc_lp is None:
-            return log_probs
-        log_probs = log_probs.view(-1, self.k, log_probs.shape[-1])  # (R, k, V)
-        return torch.logsumexp(log_probs + doc_lp.float().unsqueeze(-1), dim=1)  # (R, V)
 
 
 def prepare_generation(

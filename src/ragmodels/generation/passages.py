@@ -16,12 +16,15 @@ t decoder tokens per call, V vocabulary.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from .._transformers_compat import cache_kwargs, output_cache
-from .context_copy import ContextCopy
+from ..marginal import token_log_probs
+from .constraints import PassageConstraint, restrict_teacher_forced
 
 
 def _layers(kv: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
@@ -136,14 +139,14 @@ def sequence_log_likelihood(
     rows: torch.LongTensor,
     target_mask: torch.Tensor,
     max_chunk_bytes: int = 256 * 2**20,
-    copy: ContextCopy | None = None,
+    constraints: Sequence[PassageConstraint] = (),
 ) -> torch.Tensor:
     """sum_t log p(y_t | passage, y_<t) for R sequences, teacher-forced, decoder only.
 
     decoder_input_ids (R, T+1): decoder start token then y_1..y_T; rows (R,) passage of each sequence;
     target_mask (R, T) which targets y_t count. -> (R,). Rows run in chunks bounded by ``max_chunk_bytes``
-    of logits and cross-attention copies. ``copy``: each passage's softmax over the tokens it allows
-    (-inf for a sequence that is not a span of it).
+    of logits and cross-attention copies. ``constraints``: each passage's softmax over the tokens they allow
+    (-inf for a sequence one of them rules out, e.g. one that is not a span of the passage).
     """
     num_rows, steps = decoder_input_ids.shape[0], decoder_input_ids.shape[1] - 1
     vocab = passages.generator.config.vocab_size
@@ -155,11 +158,7 @@ def sequence_log_likelihood(
         ids = decoder_input_ids[start : start + chunk]  # (c, T+1)
         chunk_rows = rows[start : start + chunk]  # (c,)
         logits, _ = passages.decode(ids[:, :-1], chunk_rows, passages.fresh_cache(chunk_rows))  # (c, T, V)
-        logits = logits.float()
-        if copy is not None:
-            logits = logits.masked_fill(~copy.allowed_teacher_forced(ids[:, :-1], chunk_rows, logits.shape[-1]),
-                                        float("-inf"))
-        target = ids[:, 1:].unsqueeze(-1)  # (c, T, 1)
-        token_lp = logits.gather(-1, target).squeeze(-1) - logits.logsumexp(-1)  # (c, T)
+        logits = restrict_teacher_forced(logits.float(), constraints, ids[:, :-1], chunk_rows)
+        token_lp = token_log_probs(logits, ids[:, 1:])  # (c, T)
         totals.append(token_lp.masked_fill(~target_mask[start : start + chunk], 0.0).sum(-1))  # (c,)
     return torch.cat(totals)

@@ -23,7 +23,8 @@ from transformers.generation.utils import GenerationMode
 from transformers.utils import ModelOutput
 
 from .._transformers_compat import eos_token_tensor
-from .context_copy import context_copy, copies_from_context
+from ..marginal import counted_targets, doc_log_prior, sequence_marginal
+from . import constraints
 from .contexts import resolve_contexts
 from .loop import PassageDecodingStep, prepare_generation, run
 from .passages import EncodedPassages, sequence_log_likelihood
@@ -57,13 +58,11 @@ def rag_sequence_generate(
     logits_processor: LogitsProcessorList | None = None,
     stopping_criteria: StoppingCriteriaList | None = None,
     return_dict_in_generate: bool = False,
-    copy_from_context: bool | None = None,
     **kwargs,
 ):
-    """``RagSequenceForGeneration.generate``: the reference's arguments plus ``decoding`` and
-    ``copy_from_context`` (each passage's distribution restricted to copying from it, ``context_copy``:
-    its beams and every candidate's likelihood under it;
-    None: as the model's ``config.copy_from_context``).
+    """``RagSequenceForGeneration.generate``: the reference's arguments plus ``decoding`` and the options of
+    the constraint plug-ins (``constraints.PLUGINS``; they restrict each passage's beams and every candidate's
+    likelihood under it; default: as the model's config).
 
     Per-passage decoding takes the generator's generation config updated by ``generation_config``
     and ``kwargs`` (max_length, min_length, no_repeat_ngram_size, do_sample, ...), as the reference.
@@ -86,14 +85,14 @@ def rag_sequence_generate(
     # 1. candidates: R per passage; each passage is its own group (k = 1)
     step = PassageDecodingStep(passages, 1, None, generator.config, generator.generation_config)
     fast = decoding == "fast"
+    chosen = constraints.choose(config, kwargs)  # pops the plug-ins' own options from kwargs
     kwargs.update(num_beams=num_beams, num_return_sequences=num_beams, return_dict_in_generate=fast, output_logits=fast)
     gen_config, mode = prepare_generation(step, generation_config, kwargs, default_counts_new_tokens=True)
     beams = mode in (GenerationMode.BEAM_SEARCH, GenerationMode.BEAM_SAMPLE)
     if prefix_allowed_tokens_fn is not None:  # the loop's batch ids are passages: hand the question index
         user_fn = prefix_allowed_tokens_fn
         prefix_allowed_tokens_fn = lambda passage, ids: user_fn(passage // k, ids)  # noqa: E731
-    copy = context_copy(contexts, gen_config, config) if copies_from_context(copy_from_context, config) else None
-    step.copy = copy
+    step.constraints = constraints.build(chosen, contexts, gen_config)
     out = run(step, gen_config, mode, num_beams if beams else 1, contexts.input_ids, prefix_allowed_tokens_fn, logits_processor, stopping_criteria)
     sequences = out.sequences if fast else out  # (P*R, T)
     per_passage = sequences.shape[0] // passages.num_passages  # R
@@ -102,14 +101,14 @@ def rag_sequence_generate(
 
     eos = eos_token_tensor(gen_config)
     bos_id = config.bos_token_id if config.bos_token_id is not None else getattr(config.generator, "bos_token_id", None)
-    target_mask = _target_mask(cands[:, :, 1:], eos, bos_id)  # (B, C, T-1) which target tokens count
+    target_mask = counted_targets(cands[:, :, 1:], eos, bos_id)  # (B, C, T-1) which target tokens count
     same = (cands[:, :, None, :] == cands[:, None, :, :]).all(-1)  # (B, C, C) candidate c equals c'
     first = same.int().argmax(-1)  # (B, C) first index of c's value
     is_rep = first == torch.arange(num_cands, device=cands.device)  # (B, C) first occurrence
 
     # 2. log p(y_c | x, z_j) for every candidate c and passage j: (B, C, k), -inf where unknown ("fast")
     if fast:
-        own = _generated_log_likelihood(out, target_mask.view(-1, target_mask.shape[-1]))  # (P*R,)
+        own = generated_log_likelihood(out, target_mask.view(-1, target_mask.shape[-1]))  # (P*R,)
         own = own.view(batch, 1, k, per_passage)  # passage j's r-th candidate is c' = j*R + r
         produced = same.view(batch, num_cands, k, per_passage)  # (B, C, k, R): c' (from passage j) equals c
         ll = torch.where(produced, own, float("-inf")).amax(-1)  # (B, C, k)
@@ -119,14 +118,14 @@ def rag_sequence_generate(
         ids = cands[b_idx, c_idx].repeat_interleave(k, dim=0)  # (N*k, T)
         mask = target_mask[b_idx, c_idx].repeat_interleave(k, dim=0)  # (N*k, T-1)
         passages.ensure_cross_attention(gen_config.decoder_start_token_id)
-        scores = sequence_log_likelihood(passages, ids, passage_rows, mask, copy=copy).view(-1, k)  # (N, k)
+        scores = sequence_log_likelihood(passages, ids, passage_rows, mask, constraints=step.constraints)
+        scores = scores.view(-1, k)  # (N, k)
         ll = cands.new_zeros((batch, num_cands, k), dtype=scores.dtype)
         ll[b_idx, c_idx] = scores
         ll = ll.gather(1, first[:, :, None].expand(-1, -1, k))  # duplicates share their first copy's scores
 
     # 3. marginalize over passages, rank, pick
-    doc_lp = torch.log_softmax(contexts.doc_scores.float(), dim=1)  # (B, k)
-    marginal = torch.logsumexp(ll + doc_lp[:, None, :], dim=-1)  # (B, C)
+    marginal = sequence_marginal(ll, doc_log_prior(contexts.doc_scores.float()))  # (B, C)
     if do_deduplication:
         marginal = marginal.masked_fill(~is_rep, float("-inf"))
     n_out = min(num_return_sequences, num_cands)
@@ -141,24 +140,7 @@ def rag_sequence_generate(
     return chosen
 
 
-def _target_mask(targets: torch.Tensor, eos: torch.Tensor | None, bos_token_id: int | None) -> torch.Tensor:
-    """Which generated tokens y_1..y_T count in log p(y|x,z): those up to and including the first EOS.
-
-    targets (..., T). As the reference (exclude_bos_score), a first token equal to BOS in every
-    candidate of a question is left out (BART checkpoints force it).
-    """
-    if eos is None:
-        mask = torch.ones_like(targets, dtype=torch.bool)
-    else:
-        is_eos = torch.isin(targets, eos.to(targets.device))  # (..., T)
-        mask = (is_eos.cumsum(-1) - is_eos.int()) == 0  # nothing before t was EOS
-    if bos_token_id is not None:
-        forced_bos = targets[..., 0].eq(bos_token_id).all(dim=-1, keepdim=True)  # (B, 1): every candidate
-        mask[..., 0] &= ~forced_bos
-    return mask
-
-
-def _generated_log_likelihood(out, target_mask: torch.Tensor) -> torch.Tensor:
+def generated_log_likelihood(out, target_mask: torch.Tensor) -> torch.Tensor:
     """sum_t log p(y_t | x, z, y_<t) of each returned sequence, from the loop's per-step log-probs.
 
     out.logits: per step (rows, V) log-probs of the running rows (the step returns log-probs);

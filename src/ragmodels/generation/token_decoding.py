@@ -12,7 +12,8 @@ import torch
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 from transformers.generation.utils import GenerationMode
 
-from .context_copy import context_copy, copies_from_context
+from ..marginal import doc_log_prior
+from . import constraints
 from .contexts import resolve_contexts
 from .loop import PassageDecodingStep, prepare_generation, run
 from .passages import EncodedPassages
@@ -36,12 +37,10 @@ def rag_token_generate(
     prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None = None,
     logits_processor: LogitsProcessorList | None = None,
     stopping_criteria: StoppingCriteriaList | None = None,
-    copy_from_context: bool | None = None,
     **kwargs,
 ):
-    """``RagTokenForGeneration.generate``: same arguments and outputs as the reference, plus
-    ``copy_from_context`` (each passage's distribution restricted to copying from it, ``context_copy``;
-    None: as the model's ``config.copy_from_context``).
+    """``RagTokenForGeneration.generate``: same arguments and outputs as the reference, plus the options of the
+    constraint plug-ins (``constraints.PLUGINS``; e.g. ``context_copy``'s, default: as the model's config).
 
     Returns (B * num_return_sequences, T) token ids, or a transformers ``Generate*Output`` when
     ``return_dict_in_generate=True`` (``sequences_scores`` for beam search with ``output_scores=True``).
@@ -50,11 +49,11 @@ def rag_token_generate(
         model, input_ids, attention_mask, context_input_ids, context_attention_mask, doc_scores, n_docs
     )
     passages = EncodedPassages(model.generator, contexts.input_ids, contexts.attention_mask)  # (B*k, L, d)
-    doc_lp = torch.log_softmax(contexts.doc_scores.float(), dim=1)  # (B, k): log p(z_i | x)
+    doc_lp = doc_log_prior(contexts.doc_scores.float())  # (B, k): log p(z_i | x)
     step = PassageDecodingStep(passages, contexts.n_docs, doc_lp, model.config, _base_generation_config(model))
+    chosen = constraints.choose(model.config, kwargs)  # pops the plug-ins' own options from kwargs
     config, mode = prepare_generation(step, generation_config, kwargs)
-    if copies_from_context(copy_from_context, model.config):
-        step.copy = context_copy(contexts, config, model.config)
+    step.constraints = constraints.build(chosen, contexts, config)
     beams = mode in (GenerationMode.BEAM_SEARCH, GenerationMode.BEAM_SAMPLE)
     copies = config.num_beams if beams else config.num_return_sequences  # rows per question
     return run(

@@ -10,7 +10,7 @@ import torch
 from transformers import PreTrainedModel
 
 from .._transformers_compat import PreTrainedConfig
-from .marginalization import shift_left
+from ..generation.constraints import loss_restriction
 from .outputs import RetrievAugLMMarginOutput, RetrievAugLMOutput
 from .rag_model import RagModel, RagPreTrainedModel, _as_rag_config, merge_cache_kwargs
 
@@ -90,48 +90,21 @@ class RagHeadModel(RagPreTrainedModel):
             if decoder_input_ids is None:
                 decoder_input_ids = labels
             use_cache = False
-        copy = labels is not None and self.config.copy_from_context
-        if copy and rag_kwargs.get("context_input_ids") is None:
-            rag_kwargs["output_retrieved"] = True  # the loss needs the contexts it copies from
+        restrict = loss_restriction(self.config) if labels is not None else None  # e.g. copy from context
+        if restrict is not None and rag_kwargs.get("context_input_ids") is None:
+            rag_kwargs["output_retrieved"] = True  # the restriction needs the contexts
         outputs = self.rag(
             decoder_input_ids=decoder_input_ids,
             cache=merge_cache_kwargs(cache, past_key_values),
             use_cache=use_cache,
             **rag_kwargs,
         )
-        if copy:
+        if restrict is not None:
             contexts = rag_kwargs.get("context_input_ids"), rag_kwargs.get("context_attention_mask")
             if contexts[0] is None:
                 contexts = outputs.context_input_ids, outputs.context_attention_mask
-            outputs.logits = self._copy_restricted(outputs, decoder_input_ids, pad_token_id, *contexts)
+            outputs.logits = restrict(outputs.logits, decoder_input_ids, pad_token_id, *contexts)
         return outputs, decoder_input_ids, pad_token_id
-
-    def _copy_restricted(self, outputs: RetrievAugLMOutput, decoder_input_ids: torch.LongTensor, pad_token_id: int,
-                         context_input_ids: torch.LongTensor, context_attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """Teacher-forced logits (B*k, T, V) with what each passage does not allow next at -inf: the loss of a
-        model whose config sets ``copy_from_context`` (generation restricts the same way).
-
-        Position t predicts decoder_input_ids[:, t + 1] (the heads' shift); the first decoder input is the
-        start, not part of the answer. A question none of whose passages holds its whole answer as a span
-        keeps unrestricted logits (there is nothing to copy; the loss would be infinite).
-        """
-        from ..generation.context_copy import ContextCopy
-
-        logits = outputs.logits  # (B*k, T, V)
-        n_docs = outputs.doc_scores.shape[1]
-        generator = self.config.generator
-        mask = context_attention_mask if context_attention_mask is not None else torch.ones_like(context_input_ids)
-        copy = ContextCopy(context_input_ids, mask, [generator.eos_token_id],
-                           bos_token_id=getattr(generator, "bos_token_id", None))
-        inputs = decoder_input_ids.repeat_interleave(n_docs, dim=0)  # (B*k, T)
-        rows = torch.arange(inputs.shape[0], device=inputs.device)
-        allowed = copy.allowed_teacher_forced(inputs, rows, logits.shape[-1])  # (B*k, T, V)
-        target = shift_left(inputs, pad_token_id)  # (B*k, T): what each position predicts, as the losses shift
-        counted = target != pad_token_id  # (B*k, T)
-        copyable = (allowed.gather(-1, target[..., None])[..., 0] | ~counted).all(-1)  # (B*k,): the answer is a span
-        copyable = copyable.view(-1, n_docs).any(-1).repeat_interleave(n_docs)  # (B*k,): of some passage
-        restricted = (copyable[:, None] & counted)[..., None]  # (B*k, T, 1): padding positions stay as they are
-        return logits.masked_fill(restricted & ~allowed, float("-inf"))
 
     @staticmethod
     def _margin_output(

@@ -11,7 +11,7 @@ import torch
 from transformers.cache_utils import Cache
 
 from .head import RagHeadModel
-from .marginalization import rag_sequence_nll
+from ..marginal import rag_sequence_nll
 from .outputs import RetrievAugLMMarginOutput
 
 

@@ -11,7 +11,7 @@ import torch
 from transformers.cache_utils import Cache, EncoderDecoderCache
 
 from .head import RagHeadModel
-from .marginalization import rag_token_nll, token_marginal_log_probs
+from ..marginal import rag_token_nll, token_marginal
 from .outputs import RetrievAugLMMarginOutput
 
 
@@ -22,7 +22,7 @@ class RagTokenForGeneration(RagHeadModel):
         self, seq_logits: torch.Tensor, doc_scores: torch.Tensor, n_docs: int | None = None
     ) -> torch.Tensor:
         """Marginal next-token log-probabilities: seq_logits (B*k, T, V), doc_scores (B, k) -> (B, T, V)."""
-        return token_marginal_log_probs(seq_logits, doc_scores, n_docs if n_docs is not None else self.config.n_docs)
+        return token_marginal(seq_logits, doc_scores, n_docs if n_docs is not None else self.config.n_docs)
 
     def shift_tokens_right(self, input_ids: torch.Tensor, start_token_id: int | None = None) -> torch.Tensor:
         """Decoder inputs from targets: prepend ``start_token_id`` (default decoder_start_token_id), drop the last."""
@@ -108,7 +108,7 @@ class RagTokenForGeneration(RagHeadModel):
             )
         logits = outputs.logits
         if do_marginalize:
-            logits = token_marginal_log_probs(logits, outputs.doc_scores, n_docs)
+            logits = token_marginal(logits, outputs.doc_scores, n_docs)
         return self._margin_output(loss, logits, outputs)
 
     @torch.no_grad()

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 from transformers import GenerationConfig
 
+from .marginalization import step_marginal
 from .seq2seq import TFSeq2SeqLM, reorder_cache
 
 UNSUPPORTED = {"do_sample": False, "num_beam_groups": 1, "penalty_alpha": None, "no_repeat_ngram_size": 0,
@@ -72,11 +73,7 @@ class TFPassageDecodingStep:
         hidden = tf.gather(self.hidden, self.rows) if self.cache is None else None  # cross-attention is cached after
         out = self.generator.decode(decoder_ids, hidden, self.mask, cache=self.cache)
         self.cache = out.cache
-        log_probs = tf.nn.log_softmax(out.logits[:, -1], axis=-1)  # (G*E*k, V)
-        if self.doc_lp is not None:
-            log_probs = tf.reshape(log_probs, (-1, self.k, log_probs.shape[-1]))  # (G*E, k, V)
-            log_probs = tf.reduce_logsumexp(log_probs + self.doc_lp[..., None], axis=1)  # (G*E, V)
-        return log_probs.numpy()
+        return step_marginal(out.logits[:, -1], self.doc_lp).numpy()  # (G*E, V)
 
     def reorder(self, beam_idx: np.ndarray) -> None:
         """Loop row i continues loop row beam_idx[i] (same group): move its k decoder rows."""

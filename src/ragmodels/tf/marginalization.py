@@ -1,4 +1,4 @@
-"""TF twin of ragmodels.modeling.marginalization: the same functions, names and shapes, in TensorFlow.
+"""TF twin of ragmodels.marginal: the same math, names and shapes, in TensorFlow (the only TF file calling logsumexp).
 
 B questions, k = n_docs passages per question, T target tokens, V vocabulary.
   log p(z_i | x)           = log_softmax(doc_scores)_i
@@ -22,6 +22,21 @@ def shift_left(target: tf.Tensor, pad_token_id: int) -> tf.Tensor:
 def doc_log_probs(doc_scores: tf.Tensor) -> tf.Tensor:
     """log p(z_i | x): (B, k) -> (B, k)."""
     return tf.nn.log_softmax(doc_scores, axis=1)
+
+
+def step_marginal(logits: tf.Tensor, doc_lp) -> tf.Tensor:
+    """Next-token log-probs of R decoding rows from their k passages' logits (R*k, V), doc_lp (R, k) -> (R, V);
+    doc_lp None: one passage per row, just the log_softmax (the twin of ``ragmodels.marginal.step_marginal``)."""
+    log_probs = tf.nn.log_softmax(logits, axis=-1)  # (R*k, V)
+    if doc_lp is None:
+        return log_probs
+    log_probs = tf.reshape(log_probs, (-1, doc_lp.shape[-1], log_probs.shape[-1]))  # (R, k, V)
+    return tf.reduce_logsumexp(log_probs + doc_lp[..., None], axis=1)  # (R, V)
+
+
+def sequence_marginal(seq_ll, doc_lp) -> tf.Tensor:
+    """log p(y_c | x) of C candidates from seq_ll (B, C, k) = log p(y_c | x, z_i) and doc_lp (B, k) -> (B, C)."""
+    return tf.reduce_logsumexp(seq_ll + doc_lp[:, None, :], axis=-1)
 
 
 def _per_token_log_probs(

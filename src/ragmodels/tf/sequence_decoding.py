@@ -16,6 +16,7 @@ from transformers import GenerationConfig
 
 from .contexts import resolve_contexts
 from .loop import TFPassageDecodingStep, eos_ids, resolve_generation_config, search
+from .marginalization import sequence_marginal
 
 
 def rag_sequence_generate(
@@ -66,7 +67,7 @@ def rag_sequence_generate(
 
     # 3. marginalize over passages, rank, pick
     doc_lp = tf.nn.log_softmax(contexts.doc_scores, axis=1).numpy()  # (B, k)
-    marginal = tf.reduce_logsumexp(ll + doc_lp[:, None, :], axis=-1).numpy()  # (B, C)
+    marginal = sequence_marginal(ll, doc_lp).numpy()  # (B, C)
     if do_deduplication:
         marginal = np.where(is_rep, marginal, -np.inf)
     n_out = min(num_return_sequences, num_cands)

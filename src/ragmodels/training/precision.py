@@ -2,7 +2,7 @@
 
 ``precision="bf16"`` runs the matrix products of the forward (and so of the backward) in bfloat16 while
 the weights, their gradients and AdamW's state stay float32 (autocast casts per operation and keeps
-softmax, norms and the losses' log-probabilities in float32; ``modeling.marginalization`` reads
+softmax, norms and the losses' log-probabilities in float32; ``marginal.fused`` reads
 bfloat16 logits in float32). It is the usual way to train on GPUs and on CPUs with bfloat16 matrix
 units; on hardware without them it is slower, not faster. "fp32" (the default) changes nothing, and is
 what gives the reference's numbers.

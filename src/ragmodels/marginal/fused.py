@@ -1,20 +1,15 @@
-"""All of RAG's marginalization math, once: passage posteriors, RAG-Token marginals, both NLL losses.
+"""The fused fast path of RAG's losses: the vocabulary-sized part of both NLLs in one autograd Function.
 
-Notation (see docs): B questions, k = n_docs passages per question, T target tokens, V vocabulary.
-  log p(z_i | x)           = log_softmax(doc_scores)_i
-  RAG-Sequence: log p(y|x) = logsumexp_i [ log p(z_i|x) + sum_t log p(y_t | x, z_i, y_<t) ]
-  RAG-Token:    log p(y|x) = sum_t logsumexp_i [ log p(z_i|x) + log p(y_t | x, z_i, y_<t) ]
-Loss = (1 - eps) * NLL + (eps / V) * smoothing term, where the smoothing term is minus the sum over
-the vocabulary of the (marginal) log-probabilities — exactly the reference's ``get_nll``.
+``ragmodels.marginal`` is the math; this file computes its per-passage token log-probabilities and
+label-smoothing sums without a log_softmax copy, and is tested equal to the plain formulas there
+(tests/modeling/test_marginal_grad.py).
 
-Memory and time: the generator's logits (B*k, T, V) are the only vocabulary-sized tensor the losses
-keep. A log-probability at the target is ``logit[y] - logsumexp(logits)`` and a sum of log-probabilities
-over the vocabulary is ``sum(logits) - V * logsumexp(logits)``, so neither needs a log_softmax copy;
-RAG-Token's smoothing term (the sum over the vocabulary of the marginal) is computed a few rows at a
-time. One autograd Function (``_VocabStats``) does this vocabulary-sized part of both losses and writes
-the gradient with respect to the logits in one buffer and one pass (softmax times a per-row factor,
-plus the target's one-hot), so neither pass allocates a vocabulary-sized temporary beyond that gradient.
-The rest of each loss is ordinary autograd over (B, k, T) tensors.
+A log-probability at the target is ``logit[y] - logsumexp(logits)`` and a sum of log-probabilities over the
+vocabulary is ``sum(logits) - V * logsumexp(logits)``; RAG-Token's smoothing term (the sum over the
+vocabulary of the marginal) is computed a few rows at a time. ``_VocabStats`` writes the gradient with
+respect to the logits in one buffer and one pass (softmax times a per-row factor, plus the target's
+one-hot), so neither pass allocates a vocabulary-sized temporary beyond that gradient: the generator's
+logits (B*k, T, V) are the only vocabulary-sized tensor the losses keep.
 
 Low-precision logits (bfloat16 or float16, e.g. under ``torch.autocast``) are read a chunk at a time in
 float32: every log-probability and sum is float32, and only the gradient is written in the logits' dtype.
@@ -23,25 +18,13 @@ float32: every log-probability and sum is float32, and only the gradient is writ
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-
-
-def shift_left(target: torch.Tensor, pad_token_id: int) -> torch.Tensor:
-    """Targets y_1..y_T for decoder inputs y_0..y_{T-1}: drop the first token, append a pad. (B, T)."""
-    return F.pad(target[:, 1:], (0, 1), value=pad_token_id)
-
-
-def doc_log_probs(doc_scores: torch.Tensor) -> torch.Tensor:
-    """log p(z_i | x): (B, k) -> (B, k)."""
-    return torch.log_softmax(doc_scores, dim=1)
-
 
 _CHUNK_ELEMENTS = 1 << 21
 """Elements of the logits handled at once on a CPU (8 MB in float32, cache-sized): every temporary is this
 size, not (B*k, T, V). On an accelerator _ACCELERATOR_CHUNK_ELEMENTS, so few kernels are launched."""
 _ACCELERATOR_CHUNK_ELEMENTS = 1 << 25
 
-_PLAIN, _VOCAB_SUMS, _TOKEN_MARGINAL = 0, 1, 2
+PLAIN, VOCAB_SUMS, TOKEN_MARGINAL = 0, 1, 2
 """What ``_VocabStats`` computes besides log p(y_t): nothing, sum_v log p(v) per passage (RAG-Sequence's
 smoothing term), or sum_v log sum_i p(z_i|x) p(v|z_i) per question (RAG-Token's smoothing term)."""
 
@@ -75,14 +58,14 @@ class _VocabStats(torch.autograd.Function):
 
     forward(logits (N, T, V) with N = B*k, target (N, T), doc_lp (B, k), mode) -> (tok_lp, extra, lse):
       tok_lp (N, T) = log p(y_t | z) = logits[y_t] - logsumexp_v(logits);
-      extra: None (_PLAIN), (N, T) sum_v log p(v | z) (_VOCAB_SUMS), or (B, T)
-             sum_v log sum_i p(z_i|x) p(v | z_i) (_TOKEN_MARGINAL);
+      extra: None (PLAIN), (N, T) sum_v log p(v | z) (VOCAB_SUMS), or (B, T)
+             sum_v log sum_i p(z_i|x) p(v | z_i) (TOKEN_MARGINAL);
       lse (N, T) logsumexp_v(logits) (no gradient flows through it).
     Everything is computed a few rows at a time, so neither pass materializes log_softmax, softmax or the
     (B, k, T, V) joint; only the logits (which the output holds anyway), lse and the target are saved. With
     p = softmax(logits), g = d loss / d tok_lp, h = d loss / d extra:
-      _PLAIN / _VOCAB_SUMS:  d/d logits[v] = g * (1[v = y] - p[v]) + h * (1 - V p[v])
-      _TOKEN_MARGINAL:       d/d logits_i[v] = g_i (1[v = y] - p_i[v]) + h (q_i[v] - p_i[v] Q_i),
+      PLAIN / VOCAB_SUMS:  d/d logits[v] = g * (1[v = y] - p[v]) + h * (1 - V p[v])
+      TOKEN_MARGINAL:       d/d logits_i[v] = g_i (1[v = y] - p_i[v]) + h (q_i[v] - p_i[v] Q_i),
                              d/d doc_lp_i = sum_t h Q_i,
     where q_i[v] = p(z_i | x, v) (the passage posterior of token v) and Q_i = sum_v q_i[v].
     """
@@ -95,7 +78,7 @@ class _VocabStats(torch.autograd.Function):
         acc = _accumulation_dtype(logits)
         lse = logits.new_empty(n_rows * length, dtype=acc)
         tok_lp = logits.new_empty(n_rows * length, dtype=acc)
-        vocab_sums = logits.new_empty(n_rows * length, dtype=acc) if mode == _VOCAB_SUMS else None
+        vocab_sums = logits.new_empty(n_rows * length, dtype=acc) if mode == VOCAB_SUMS else None
         for rows in _row_chunks(flat.size(0), vocab, logits.device):
             x = flat[rows].to(acc)  # (rows, V); a float32 copy of the chunk only for low-precision logits
             torch.logsumexp(x, dim=-1, out=lse[rows])
@@ -104,10 +87,10 @@ class _VocabStats(torch.autograd.Function):
                 torch.sub(x.sum(dim=-1), lse[rows], alpha=vocab, out=vocab_sums[rows])
         lse, tok_lp = lse.view(n_rows, length), tok_lp.view(n_rows, length)
         extra = vocab_sums.view(n_rows, length) if vocab_sums is not None else None
-        if mode == _TOKEN_MARGINAL:
+        if mode == TOKEN_MARGINAL:
             extra = _token_marginal_sums(logits, lse, doc_lp)
         ctx.mode = mode
-        ctx.save_for_backward(logits, target, lse, doc_lp if mode == _TOKEN_MARGINAL else None)
+        ctx.save_for_backward(logits, target, lse, doc_lp if mode == TOKEN_MARGINAL else None)
         ctx.mark_non_differentiable(lse)
         return tok_lp, extra, lse
 
@@ -119,10 +102,10 @@ class _VocabStats(torch.autograd.Function):
             grad_tok = lse.new_zeros(n_rows, length)
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
         grad_doc_lp = None
-        if ctx.mode == _TOKEN_MARGINAL and grad_extra is not None:
+        if ctx.mode == TOKEN_MARGINAL and grad_extra is not None:
             grad_doc_lp = _token_marginal_backward(logits, lse, doc_lp, grad_tok, grad_extra, grad)
         else:
-            has_sums = ctx.mode == _VOCAB_SUMS and grad_extra is not None
+            has_sums = ctx.mode == VOCAB_SUMS and grad_extra is not None
             flat, out = logits.reshape(-1, vocab), grad.view(-1, vocab)
             flat_lse, flat_g = lse.reshape(-1, 1), grad_tok.reshape(-1, 1)
             flat_h = grad_extra.reshape(-1, 1) if has_sums else None
@@ -184,122 +167,17 @@ def _token_marginal_backward(
     return grad_doc_lp
 
 
-def _per_token_log_probs(
-    seq_logits: torch.Tensor, target: torch.Tensor, doc_lp: torch.Tensor, smoothing: int = _PLAIN
+def per_token_log_probs(
+    seq_logits: torch.Tensor, target: torch.Tensor, doc_lp: torch.Tensor, smoothing: int = PLAIN
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log p(y_t | x, z_i, y_<t) per passage and position, and the smoothing statistic ``smoothing`` asks for.
 
     seq_logits (B*k, T, V), target (B, T), doc_lp (B, k) -> (B, k, T) and None, (B, k, T) sum_v log p(v)
-    (_VOCAB_SUMS) or (B, T) sum_v of the RAG-Token marginal log-probabilities (_TOKEN_MARGINAL).
+    (VOCAB_SUMS) or (B, T) sum_v of the RAG-Token marginal log-probabilities (TOKEN_MARGINAL).
     """
     batch, n_docs = doc_lp.shape
     per_doc_target = target.repeat_interleave(n_docs, dim=0)  # (B*k, T)
     tok_lp, extra, _ = _VocabStats.apply(seq_logits, per_doc_target, doc_lp, smoothing)
-    if smoothing == _VOCAB_SUMS:
+    if smoothing == VOCAB_SUMS:
         extra = extra.view(batch, n_docs, -1)
     return tok_lp.view(batch, n_docs, -1), extra
-
-
-def _token_marginal(seq_logits: torch.Tensor, lse: torch.Tensor, doc_lp: torch.Tensor) -> torch.Tensor:
-    """logsumexp_i [ log p(z_i|x) + log p(v | x, z_i, y_<t) ] for every v: -> (B, T, V).
-
-    seq_logits (B*k, T, V), lse (B, k, T), doc_lp (B, k).
-    """
-    batch, n_docs, length = lse.shape
-    logits = seq_logits.view(batch, n_docs, length, -1)  # (B, k, T, V)
-    joint = logits - lse.unsqueeze(-1) + doc_lp[:, :, None, None]  # (B, k, T, V): log p(z_i|x) p(v|x,z_i)
-    return joint.logsumexp(dim=1)  # (B, T, V)
-
-
-def token_marginal_log_probs(seq_logits: torch.Tensor, doc_scores: torch.Tensor, n_docs: int) -> torch.Tensor:
-    """RAG-Token next-token log-probabilities marginalized over passages: (B*k, T, V) -> (B, T, V).
-
-    The reference's ``RagTokenForGeneration.marginalize``; generation uses it once per step (T = 1).
-    """
-    lse = seq_logits.logsumexp(dim=-1).view(-1, n_docs, seq_logits.size(1))  # (B, k, T)
-    return _token_marginal(seq_logits, lse, doc_log_probs(doc_scores))
-
-
-def _combine(
-    ll: torch.Tensor, smooth: torch.Tensor | None, epsilon: float, vocab: int, reduce_loss: bool
-) -> torch.Tensor:
-    """loss = (1 - eps) * (-ll) + eps / V * (-smooth); ll, smooth: (B,) summed over the batch if reduce_loss."""
-    nll = -ll
-    if reduce_loss:
-        nll = nll.sum()
-    if smooth is None:  # epsilon == 0: the smoothing term would be multiplied by zero
-        return nll
-    smooth_loss = -smooth.sum() if reduce_loss else -smooth
-    return (1.0 - epsilon) * nll + (epsilon / vocab) * smooth_loss
-
-
-def rag_sequence_nll(
-    seq_logits: torch.Tensor,
-    doc_scores: torch.Tensor,
-    target: torch.Tensor,
-    pad_token_id: int,
-    bos_token_id: int | None = None,
-    epsilon: float = 0.0,
-    exclude_bos_score: bool = False,
-    reduce_loss: bool = False,
-) -> torch.Tensor:
-    """RAG-Sequence negative marginal log-likelihood, (B,) or scalar, as the reference's get_nll.
-
-    seq_logits (B*k, T, V) for decoder inputs ``target`` (B, T); doc_scores (B, k). As in the reference
-    (and fairseq's original), log p(z|x) is added at the second target position, the first one being BOS
-    for BART, and pads (targets equal to pad_token_id) score zero.
-    """
-    batch, n_docs = doc_scores.shape
-    vocab = seq_logits.size(-1)
-    target = shift_left(target, pad_token_id)  # (B, T)
-    with_smoothing = epsilon != 0.0
-    doc_lp = doc_log_probs(doc_scores)  # (B, k)
-    tok_ll, tok_smooth = _per_token_log_probs(
-        seq_logits, target, doc_lp, _VOCAB_SUMS if with_smoothing else _PLAIN
-    )  # (B, k, T) each
-
-    length = target.size(1)
-    at_second = doc_scores.new_zeros(length)  # (T,) one-hot at position 1 (all zeros if T == 1)
-    at_second[1:2] = 1.0
-    doc_term = doc_lp.unsqueeze(-1) * at_second  # (B, k, T)
-    pad_mask = target.eq(pad_token_id).unsqueeze(1)  # (B, 1, T)
-
-    tok_ll = (tok_ll + doc_term).masked_fill(pad_mask, 0.0)  # (B, k, T)
-    use_bos = bos_token_id is not None and bool(target[:, 0].eq(bos_token_id).all())
-    first = 1 if exclude_bos_score and use_bos else 0
-    ll = tok_ll[:, :, first:].sum(dim=2).logsumexp(dim=1)  # (B,): logsumexp over passages
-
-    smooth = None
-    if with_smoothing:
-        tok_smooth = (tok_smooth + vocab * doc_term).masked_fill(pad_mask, 0.0)  # (B, k, T)
-        smooth = tok_smooth.sum(dim=2).logsumexp(dim=1)  # (B,)
-    return _combine(ll, smooth, epsilon, vocab, reduce_loss)
-
-
-def rag_token_nll(
-    seq_logits: torch.Tensor,
-    doc_scores: torch.Tensor,
-    target: torch.Tensor,
-    pad_token_id: int,
-    epsilon: float = 0.0,
-    reduce_loss: bool = False,
-) -> torch.Tensor:
-    """RAG-Token negative marginal log-likelihood, (B,) or scalar, as the reference's get_nll.
-
-    seq_logits (B*k, T, V) for decoder inputs ``target`` (B, T); doc_scores (B, k). Pads score zero.
-    """
-    n_docs = doc_scores.size(1)
-    vocab = seq_logits.size(-1)
-    target = shift_left(target, pad_token_id)  # (B, T)
-    doc_lp = doc_log_probs(doc_scores)  # (B, k)
-    # tok_ll (B, k, T); with smoothing, vocab_sums (B, T) = sum_v log p(v | x, y_<t) (the marginal)
-    tok_ll, vocab_sums = _per_token_log_probs(seq_logits, target, doc_lp, _TOKEN_MARGINAL if epsilon else _PLAIN)
-    pad_mask = target.eq(pad_token_id)  # (B, T)
-
-    marginal_ll = (tok_ll + doc_lp.unsqueeze(-1)).logsumexp(dim=1)  # (B, T): log p(y_t | x, y_<t)
-    ll = marginal_ll.masked_fill(pad_mask, 0.0).sum(dim=1)  # (B,)
-
-    smooth = None
-    if epsilon != 0.0:
-        smooth = vocab_sums.masked_fill(pad_mask, 0.0).sum(dim=1)  # (B,)
-    return _combine(ll, smooth, epsilon, vocab, reduce_loss)
