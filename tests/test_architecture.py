@@ -37,3 +37,20 @@ def test_argparse_only_in_the_command_line_layer():
     users = {m for m in graph.find_modules_that_directly_import("argparse") if not m.startswith("ragmodels.commands")}
     assert "ragmodels.cli" in users  # the check sees argparse imports at all
     assert users <= cli_level, sorted(users - cli_level)
+
+
+def test_the_marginal_is_computed_in_one_module_per_framework():
+    """logsumexp (the marginal over passages, the doc posterior) is called only by ragmodels.marginal (PyTorch)
+    and tf/marginalization.py (TensorFlow); docstrings may still show the formula."""
+    import ast
+
+    src = ROOT / "src" / "ragmodels"
+    allowed = {src / "marginal" / "__init__.py", src / "marginal" / "fused.py", src / "tf" / "marginalization.py"}
+    callers = set()
+    for path in src.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+        names |= {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+        if any("logsumexp" in name or "reduce_logsumexp" in name for name in names):
+            callers.add(path)
+    assert callers and callers <= allowed, sorted(str(p.relative_to(src)) for p in callers - allowed)
