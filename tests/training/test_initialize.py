@@ -82,3 +82,8 @@ def test_every_train_flag_has_help():
     train_parser = build_parser("train")._subparsers._group_actions[0].choices["train"]
     undocumented = [a.option_strings for a in train_parser._actions if a.option_strings and not a.help]
     assert not undocumented
+
+
+def test_a_generator_that_is_no_folder_is_refused_before_anything_loads(tmp_path, capsys):
+    assert main(["init", str(tmp_path / "x"), "--generator", str(tmp_path / "missing")]) == 1
+    assert "not a folder" in capsys.readouterr().err and not (tmp_path / "x").exists()

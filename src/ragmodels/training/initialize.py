@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 GENERATORS = ("default", "fresh")
 
@@ -38,17 +37,16 @@ def init_checkpoint(out: str | os.PathLike, generator: str = "default", head: st
         raise FileExistsError(f"{out} exists and is not empty: give a new folder for the checkpoint.")
     if head not in (None, "token", "sequence"):
         raise ValueError(f"head must be 'token' or 'sequence', got {head!r}.")
-    kb_folder = Path(knowledge_base) if knowledge_base is not None else DEFAULT_DIR / KB_DIR
-    kb = KnowledgeBase.load(kb_folder)
-    model, tokenizer = load_default(index=kb_folder, head=head)
+    if generator not in GENERATORS and not Path(generator).is_dir():
+        raise FileNotFoundError(
+            f"--generator {generator!r}: not a folder; give one of {GENERATORS} or a local seq2seq model folder.")
+    kb = KnowledgeBase.load(Path(knowledge_base) if knowledge_base is not None else DEFAULT_DIR / KB_DIR)
+    model, tokenizer = load_default(index=kb, head=head)  # the loaded knowledge base, not opened a second time
     config = model.config
     if generator == "fresh":
         torch.manual_seed(0)
         model.rag.generator = AutoModelForSeq2SeqLM.from_config(config.generator)
     elif generator != "default":
-        if not Path(generator).is_dir():
-            raise FileNotFoundError(
-                f"--generator {generator!r}: not a folder; give one of {GENERATORS} or a local seq2seq model folder.")
         generator_model = load_pretrained(AutoModelForSeq2SeqLM, generator, "generator", dtype=torch.float32)
         model.rag.generator = generator_model
         config.generator = generator_model.config
@@ -56,14 +54,11 @@ def init_checkpoint(out: str | os.PathLike, generator: str = "default", head: st
         tokenizer = RagTokenizer(tokenizer.question_encoder, AutoTokenizer.from_pretrained(generator))
     if n_docs is not None:
         config.n_docs = n_docs
-    config.index_name = "custom"
-    config.passages_path, config.index_path = _kb_paths(kb)
+    fields = kb.retriever_config()  # absolute paths: the checkpoint may be used from another folder
+    config.update({**fields, "passages_path": str(Path(fields["passages_path"]).resolve()),
+                   "index_path": str(Path(fields["index_path"]).resolve())})
     config.architectures = [type(model).__name__]
     model.to(torch.float32).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
 
-
-def _kb_paths(kb: Any) -> tuple[str, str]:
-    fields = kb.retriever_config()
-    return str(Path(fields["passages_path"]).resolve()), str(Path(fields["index_path"]).resolve())
